@@ -1,0 +1,1 @@
+"""PostgreSQL: engine, tables, repositories, migrations and the embedded server."""

@@ -1,0 +1,113 @@
+"""Table definitions. The schema itself is owned by Alembic (``migrations/``); a test checks that
+these definitions and the migrations agree."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = MetaData()
+
+ACTIVE_STATUSES = ("pending", "running", "rolling_back")
+
+activations = Table(
+    "activations",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("client_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("destination_name", Text, nullable=False),
+    # Filled by resolve_destination: {"name", "connectionSpecId", "flowSpecId", "authSpecName", "targetMode"}.
+    Column("destination", JSONB, nullable=True),
+    Column("sandbox", Text, nullable=False),
+    Column("name", Text, nullable=True),
+    # Storage settings without secrets; the secrets live only in credentials_ciphertext.
+    Column("storage", JSONB, nullable=False),
+    Column("credentials_ciphertext", Text, nullable=True),
+    Column("segments", JSONB, nullable=False),
+    Column("attributes", JSONB, nullable=False),
+    Column("flow_id", Text, nullable=True),
+    Column("flow_etag", Text, nullable=True),
+    Column("error", JSONB, nullable=True),
+    Column("rollback_requested_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    # The table is also the work queue: see domain/worker.py.
+    Column("run_after", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("lease_owner", Text, nullable=True),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    Column("lease_epoch", BigInteger, nullable=False, server_default=text("0")),
+    Index(
+        "ix_activations_claimable",
+        "run_after",
+        postgresql_where=text("status IN ('pending', 'running', 'rolling_back')"),
+    ),
+    Index("ix_activations_client_created", "client_id", text("created_at DESC"), text("id DESC")),
+)
+
+activation_steps = Table(
+    "activation_steps",
+    metadata,
+    Column("activation_id", UUID(as_uuid=True), ForeignKey("activations.id", ondelete="CASCADE")),
+    Column("name", Text, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("resource_id", Text, nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("error", JSONB, nullable=True),
+    PrimaryKeyConstraint("activation_id", "name"),
+)
+
+activation_events = Table(
+    "activation_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "activation_id",
+        UUID(as_uuid=True),
+        ForeignKey("activations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("occurred_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("type", Text, nullable=False),
+    Column("step", Text, nullable=True),
+    Column("data", JSONB, nullable=False),
+    Index("ix_activation_events_activation", "activation_id", "id"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("client_id", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    # HMAC of the canonical request body: equal bodies compare equal, secrets cannot be guessed from it.
+    Column("request_fingerprint", Text, nullable=False),
+    # Deferred: the key is inserted first, so that a duplicate key wins the race before any activation row.
+    Column(
+        "activation_id",
+        UUID(as_uuid=True),
+        ForeignKey("activations.id", ondelete="CASCADE", deferrable=True, initially="DEFERRED"),
+        nullable=False,
+    ),
+    # NULL while the first request is still deciding its answer (Prefer: wait).
+    Column("response_status", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint("client_id", "key"),
+    Index("ix_idempotency_keys_expires", "expires_at"),
+)

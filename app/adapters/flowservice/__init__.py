@@ -1,0 +1,17 @@
+"""Adobe Flow Service and IMS: an owned, pooled httpx client with typed errors."""
+
+from .client import Created, FlowServiceClient, ResourceKind
+from .errors import FlowServiceError, UpstreamUnavailable
+from .ims import TokenProvider
+from .observe import UpstreamCall, call_context
+
+__all__ = [
+    "Created",
+    "FlowServiceClient",
+    "FlowServiceError",
+    "ResourceKind",
+    "TokenProvider",
+    "UpstreamCall",
+    "UpstreamUnavailable",
+    "call_context",
+]

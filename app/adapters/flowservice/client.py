@@ -1,0 +1,236 @@
+"""The Flow Service client: one pooled httpx.AsyncClient, Adobe's headers on every call, typed errors.
+
+It makes single calls; retry policy and idempotency belong to the saga (domain), which knows
+whether repeating a call is safe.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import httpx
+
+from .errors import FlowServiceError, UpstreamUnavailable
+from .ims import TokenProvider
+from .observe import CallObserver, UpstreamCall, call_context
+
+
+class ResourceKind(StrEnum):
+    CONNECTIONS = "connections"
+    SOURCE_CONNECTIONS = "sourceConnections"
+    TARGET_CONNECTIONS = "targetConnections"
+    FLOWS = "flows"
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    id: str
+    etag: str | None
+
+
+class FlowServiceClient:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        tokens: TokenProvider,
+        *,
+        base_url: str,
+        org_id: str,
+        observer: CallObserver | None = None,
+    ) -> None:
+        self._http = http
+        self._tokens = tokens
+        self._base_url = base_url.rstrip("/")
+        self._org_id = org_id
+        self._observer = observer
+
+    # --- catalog -----------------------------------------------------------------------------
+    async def list_all(
+        self, collection: str, *, sandbox: str, params: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every item of a list endpoint, following ``_links.next`` / continuation tokens."""
+        items: list[dict[str, Any]] = []
+        query: dict[str, str] = dict(params or {})
+        path = f"/{collection}"
+        for _ in range(1000):  # a hard stop in case the upstream keeps handing out tokens
+            body = await self._call("GET", path, sandbox=sandbox, endpoint=path, params=query)
+            items.extend(body.get("items", []))
+            token = _continuation_token(body)
+            if not token:
+                return items
+            query = {**(params or {}), "continuationToken": token}
+        return items
+
+    # --- resources -----------------------------------------------------------------------------
+    async def create(self, kind: ResourceKind, body: dict[str, Any], *, sandbox: str) -> Created:
+        path = f"/{kind.value}"
+        data = await self._call("POST", path, sandbox=sandbox, endpoint=path, json=body)
+        return Created(id=str(data["id"]), etag=data.get("etag"))
+
+    async def get(self, kind: ResourceKind, resource_id: str, *, sandbox: str) -> dict[str, Any]:
+        data = await self._call(
+            "GET", f"/{kind.value}/{resource_id}", sandbox=sandbox, endpoint=f"/{kind.value}/{{id}}"
+        )
+        items = data.get("items") or []
+        if not items:
+            raise FlowServiceError(
+                status=404,
+                code=None,
+                message="empty items",
+                request_id=None,
+                method="GET",
+                path=f"/{kind.value}/{resource_id}",
+            )
+        item: dict[str, Any] = items[0]
+        return item
+
+    async def find_by_name(self, kind: ResourceKind, name: str, *, sandbox: str) -> dict[str, Any] | None:
+        """The resource an earlier, unanswered create may have made (names are unique per activation)."""
+        path = f"/{kind.value}"
+        data = await self._call(
+            "GET", path, sandbox=sandbox, endpoint=path, params={"property": f"name=={name}", "limit": "10"}
+        )
+        matches = [item for item in data.get("items", []) if item.get("name") == name]
+        return matches[0] if matches else None
+
+    async def patch(
+        self, kind: ResourceKind, resource_id: str, operations: list[dict[str, Any]], *, etag: str, sandbox: str
+    ) -> str | None:
+        """JSON Patch guarded by the etag, sent exactly as received (with its quotes).
+
+        Returns the new etag, or None when the upstream answered 202 without a body.
+        """
+        data = await self._call(
+            "PATCH",
+            f"/{kind.value}/{resource_id}",
+            sandbox=sandbox,
+            endpoint=f"/{kind.value}/{{id}}",
+            json=operations,
+            headers={"If-Match": etag},
+        )
+        etag_value = data.get("etag")
+        return str(etag_value) if etag_value else None
+
+    async def delete(self, kind: ResourceKind, resource_id: str, *, sandbox: str) -> bool:
+        """Delete; False when it was already gone (404 counts as done)."""
+        try:
+            await self._call(
+                "DELETE", f"/{kind.value}/{resource_id}", sandbox=sandbox, endpoint=f"/{kind.value}/{{id}}"
+            )
+        except FlowServiceError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    # --- plumbing ----------------------------------------------------------------------------------
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        sandbox: str,
+        endpoint: str,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One logical call; a 401 triggers exactly one token refresh and one retry."""
+        for refreshed in (False, True):
+            token = await self._tokens.get()
+            request_id = str(uuid.uuid4())
+            all_headers = {
+                "Authorization": f"Bearer {token}",
+                "x-api-key": self._tokens.client_id,
+                "x-gw-ims-org-id": self._org_id,
+                "x-sandbox-name": sandbox,
+                "x-request-id": request_id,
+                "Accept": "application/json",
+                **(headers or {}),
+            }
+            if json is not None:
+                all_headers["Content-Type"] = "application/json"
+            started = time.perf_counter()
+            try:
+                response = await self._http.request(
+                    method, self._base_url + path, params=params, json=json, headers=all_headers
+                )
+            except httpx.TransportError as exc:
+                await self._observe(method, path, endpoint, None, started, request_id, None, type(exc).__name__)
+                raise UpstreamUnavailable(method=method, path=path, reason=_describe(exc)) from None
+            adobe_request_id = response.headers.get("x-request-id")
+            await self._observe(
+                method, path, endpoint, response.status_code, started, request_id, adobe_request_id, None
+            )
+            if response.status_code == 401 and not refreshed:
+                await self._tokens.invalidate(token)
+                continue
+            if response.status_code >= 400:
+                raise FlowServiceError.from_response(response, path=path)
+            if not response.content:
+                return {}
+            try:
+                body: dict[str, Any] = response.json()
+            except ValueError:
+                raise UpstreamUnavailable(method=method, path=path, reason="unparseable response body") from None
+            return body
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _observe(
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        status: int | None,
+        started: float,
+        request_id: str,
+        adobe_request_id: str | None,
+        error: str | None,
+    ) -> None:
+        if self._observer is None:
+            return
+        await self._observer(
+            UpstreamCall(
+                method=method,
+                path=path,
+                endpoint=endpoint,
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                request_id=request_id,
+                adobe_request_id=adobe_request_id,
+                error=error,
+                context=dict(call_context.get() or {}),
+            )
+        )
+
+
+def _continuation_token(body: dict[str, Any]) -> str | None:
+    href = ((body.get("_links") or {}).get("next") or {}).get("href")
+    if not href:
+        return None
+    token = httpx.URL(href).params.get("continuationToken")
+    return str(token) if token else None
+
+
+def _describe(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timeout ({type(exc).__name__})"
+    return f"connection error ({type(exc).__name__})"
+
+
+def build_http_client(
+    *, connect_timeout: float, timeout: float, max_connections: int, verify: bool | ssl.SSLContext = True
+) -> httpx.AsyncClient:
+    """The one pooled client the process uses for Adobe; sized to the worker's concurrency."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=connect_timeout),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        verify=verify,
+        follow_redirects=False,
+    )

@@ -1,0 +1,30 @@
+"""What one upstream call looked like, for events, metrics and logs.
+
+The saga sets ``call_context`` (activation id, step, attempt) before calling the client, so the
+client can label its calls without knowing about sagas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+call_context: ContextVar[dict[str, Any] | None] = ContextVar("flowservice_call_context", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    method: str
+    path: str
+    endpoint: str  # the path template, e.g. /flows/{id}: a bounded label for metrics
+    status: int | None
+    duration_ms: float
+    request_id: str
+    adobe_request_id: str | None
+    error: str | None
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+CallObserver = Callable[[UpstreamCall], Awaitable[None]]

@@ -1,0 +1,54 @@
+"""The Idempotency-Key header (IETF draft "The Idempotency-Key HTTP Header Field") and the
+canonical form of a request body that equal requests share."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from .problems import ProblemError
+
+_VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]{1,255}$")
+_SF_STRING = re.compile(r'^"((?:[\x20-\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$')
+
+
+def parse_idempotency_key(value: str | None) -> str:
+    """1 to 255 visible ASCII characters; an RFC 8941 quoted string is the same key as its content."""
+    if value is None:
+        raise ProblemError(
+            400,
+            "idempotency-key-missing",
+            "Idempotency-Key required",
+            "POST /activations needs an Idempotency-Key header (1 to 255 visible ASCII characters)",
+        )
+    value = value.strip()
+    quoted = _SF_STRING.match(value)
+    if quoted:
+        value = re.sub(r'\\(["\\])', r"\1", quoted.group(1))
+    if not _VISIBLE_ASCII.match(value):
+        raise ProblemError(
+            400,
+            "idempotency-key-malformed",
+            "Malformed Idempotency-Key",
+            "the Idempotency-Key must be 1 to 255 visible ASCII characters, bare or as a quoted string",
+        )
+    return value
+
+
+def canonical_json(document: Any) -> bytes:
+    """Key order and whitespace do not matter: two bodies that parse equal compare equal."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def parse_prefer_wait(value: str | None, *, maximum: float = 60.0) -> float | None:
+    """RFC 7240 ``Prefer: wait=N`` (other preferences ignored); clamped to the maximum."""
+    if not value:
+        return None
+    for preference in value.split(","):
+        name, _, raw = preference.strip().partition("=")
+        if name.strip().lower() == "wait":
+            raw = raw.split(";")[0].strip().strip('"')
+            if raw.isdigit():
+                return min(float(raw), maximum)
+    return None

@@ -1,0 +1,304 @@
+"""Request and response bodies of the public contract (camelCase, as Adobe's vocabulary)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_ssh_private_key
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+SEGMENT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+XDM_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,15}$"
+SANDBOX = r"^[a-z0-9][a-z0-9-]{0,63}$"
+DEFAULT_FILENAME_TEMPLATE = "%DESTINATION_NAME%_%SEGMENT_ID%_%DATETIME(YYYYMMdd_HHmmss)%"
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_HOSTNAME_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+DAILY_FULL_FREQUENCIES = {"ONCE", "DAILY", "WEEKLY", "MONTHLY"}
+INCREMENTAL_FREQUENCIES = {"DAILY", "EVERY_3_HOURS", "EVERY_6_HOURS", "EVERY_8_HOURS", "EVERY_12_HOURS"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+def _no_control(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _safe_path(value: str) -> str:
+    _no_control(value)
+    if any(part == ".." for part in re.split(r"[/\\]", value)):
+        raise ValueError("must not contain '..' segments")
+    return value
+
+
+PlainText = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class S3Storage(Strict):
+    type: Literal["s3"]
+    accessId: str = Field(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9]+$", examples=["AKIAIOSFODNN7EXAMPLE"])
+    secretKey: SecretStr = Field(min_length=1, max_length=256, json_schema_extra={"writeOnly": True})
+    bucketName: str = Field(min_length=3, max_length=63, examples=["acme-aep-exports"])
+    path: str = Field(default="", max_length=1024, examples=["campaign/spring"])
+
+    @field_validator("bucketName")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        # AWS bucket naming rules: lowercase, digits, dots and hyphens; no "..", not an IP address.
+        if not _BUCKET.match(value) or ".." in value or ".-" in value or "-." in value:
+            raise ValueError("is not a valid S3 bucket name")
+        if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", value) or value.startswith("xn--") or value.endswith("-s3alias"):
+            raise ValueError("is not a valid S3 bucket name")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _safe_path(value)
+
+
+class SftpStorage(Strict):
+    type: Literal["sftp"]
+    host: str = Field(min_length=1, max_length=253, examples=["sftp.example.com"])
+    port: int = Field(default=22, ge=1, le=65535)
+    username: str = Field(min_length=1, max_length=256)
+    password: SecretStr | None = Field(
+        default=None, min_length=1, max_length=1024, json_schema_extra={"writeOnly": True}
+    )
+    sshKey: SecretStr | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16384,
+        description="Base64 of a private key without passphrase.",
+        json_schema_extra={"writeOnly": True},
+    )
+    path: str = Field(min_length=1, max_length=1024, examples=["/exports/campaign"])
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if "://" in value or "/" in value or "@" in value:
+            raise ValueError("must be a hostname or IP address without scheme, user or path")
+        try:
+            ipaddress.ip_address(value.strip("[]"))
+            return value
+        except ValueError:
+            pass
+        labels = value.rstrip(".").split(".")
+        if not all(_HOSTNAME_LABEL.match(label) for label in labels):
+            raise ValueError("is not a valid hostname or IP address")
+        return value
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        return _no_control(value)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _safe_path(value)
+
+    @field_validator("sshKey")
+    @classmethod
+    def _ssh_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
+        try:
+            raw = base64.b64decode(value.get_secret_value(), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("must be base64-encoded") from None
+        try:
+            if b"OPENSSH PRIVATE KEY" in raw:
+                load_ssh_private_key(raw, password=None)
+            else:
+                load_pem_private_key(raw, password=None)
+        except TypeError:
+            raise ValueError("must be a private key without a passphrase") from None
+        except (ValueError, Exception):
+            raise ValueError("is not a parseable private key") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> SftpStorage:
+        if (self.password is None) == (self.sshKey is None):
+            raise ValueError("exactly one of password and sshKey is required")
+        return self
+
+
+Storage = Annotated[S3Storage | SftpStorage, Field(discriminator="type")]
+
+
+class Schedule(Strict):
+    frequency: Literal[
+        "ONCE", "DAILY", "WEEKLY", "MONTHLY", "EVERY_3_HOURS", "EVERY_6_HOURS", "EVERY_8_HOURS", "EVERY_12_HOURS"
+    ] = "ONCE"
+    triggerType: Literal["AFTER_SEGMENT_EVAL", "SCHEDULED"] = "AFTER_SEGMENT_EVAL"
+    startDate: date | None = Field(default=None, description="Default: today (UTC).")
+    endDate: date | None = None
+    startTime: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:mm, UTC.")
+
+    @model_validator(mode="after")
+    def _combination(self) -> Schedule:
+        if self.triggerType == "SCHEDULED" and self.startTime is None:
+            raise ValueError("triggerType SCHEDULED requires startTime (HH:mm)")
+        if self.triggerType == "AFTER_SEGMENT_EVAL" and self.startTime is not None:
+            raise ValueError("startTime is only allowed with triggerType SCHEDULED")
+        if self.endDate is not None and self.frequency == "ONCE":
+            raise ValueError("endDate does not apply to frequency ONCE")
+        if self.endDate is not None and self.startDate is not None and self.endDate < self.startDate:
+            raise ValueError("endDate must not be before startDate")
+        return self
+
+
+class Segment(Strict):
+    id: str = Field(pattern=SEGMENT_ID, examples=["72ddd79b-6b0a-4e97-a8d2-112ccd81bd02"])
+    name: str | None = Field(default=None, max_length=256)
+    description: str = Field(default="", max_length=4096)
+    exportMode: Literal["DAILY_FULL_EXPORT", "FIRST_FULL_THEN_INCREMENTAL"] = "DAILY_FULL_EXPORT"
+    schedule: Schedule = Field(default_factory=Schedule)
+    filenameTemplate: str = Field(default=DEFAULT_FILENAME_TEMPLATE, min_length=1, max_length=255)
+
+    @field_validator("name", "description")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        return _no_control(value) if value else value
+
+    @field_validator("filenameTemplate")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        _no_control(value)
+        if "%DESTINATION_NAME%" not in value or "%SEGMENT_ID%" not in value:
+            raise ValueError("must contain the macros %DESTINATION_NAME% and %SEGMENT_ID%")
+        if "/" in value or "\\" in value:
+            raise ValueError("must not contain path separators")
+        return value
+
+    @model_validator(mode="after")
+    def _mode(self) -> Segment:
+        allowed = DAILY_FULL_FREQUENCIES if self.exportMode == "DAILY_FULL_EXPORT" else INCREMENTAL_FREQUENCIES
+        if self.schedule.frequency not in allowed:
+            raise ValueError(
+                f"frequency {self.schedule.frequency} is not allowed with exportMode {self.exportMode}"
+                f" (allowed: {', '.join(sorted(allowed))})"
+            )
+        if self.exportMode == "FIRST_FULL_THEN_INCREMENTAL" and self.schedule.triggerType == "AFTER_SEGMENT_EVAL":
+            raise ValueError("exportMode FIRST_FULL_THEN_INCREMENTAL requires triggerType SCHEDULED")
+        return self
+
+    def normalized(self) -> dict[str, Any]:
+        """As sent to Adobe and shown back: defaults filled in, start date defaulting to today (UTC)."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        data.setdefault("name", self.id)
+        data["schedule"].setdefault("startDate", datetime.now(UTC).date().isoformat())
+        return data
+
+
+class ActivationRequest(Strict):
+    """Activate segments and profile attributes to an email-marketing destination."""
+
+    destination: str = Field(min_length=1, max_length=256, examples=["Adobe Campaign"])
+    sandbox: str | None = Field(default=None, pattern=SANDBOX)
+    name: str | None = Field(default=None, min_length=1, max_length=100, examples=["Spring newsletter"])
+    storage: Storage
+    segments: list[Segment] = Field(min_length=1, max_length=250)
+    attributes: list[Annotated[str, Field(pattern=XDM_PATH, max_length=256)]] = Field(
+        default_factory=list, max_length=50, examples=[["person.name.lastName", "personalEmail.address"]]
+    )
+
+    @field_validator("destination", "name")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        return _no_control(value) if value else value
+
+    @field_validator("segments")
+    @classmethod
+    def _unique_segments(cls, value: list[Segment]) -> list[Segment]:
+        ids = [s.id for s in value]
+        if len(set(ids)) != len(ids):
+            raise ValueError("segment ids must be unique")
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _unique_attributes(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("attributes must be unique")
+        return value
+
+
+# ------------------------------------------------------------------------------------ responses
+class DestinationOut(BaseModel):
+    name: str
+    connectionSpecId: str | None = None
+    flowSpecId: str | None = None
+
+
+class StorageOut(BaseModel):
+    type: Literal["s3", "sftp"]
+    path: str
+    bucketName: str | None = None
+    accessId: str | None = Field(default=None, description="Masked.")
+    host: str | None = None
+    port: int | None = None
+    username: str | None = None
+    authMethod: Literal["password", "sshKey"] | None = None
+
+
+class StepOut(BaseModel):
+    name: str
+    status: Literal["pending", "running", "succeeded", "failed", "compensating", "compensated", "skipped"]
+    attempts: int
+    resourceId: str | None
+    startedAt: datetime | None
+    finishedAt: datetime | None
+    error: dict[str, Any] | None
+
+
+class FlowOut(BaseModel):
+    id: str
+    etag: str | None
+
+
+class ActivationOut(BaseModel):
+    id: str
+    status: Literal["pending", "running", "succeeded", "failed", "rolling_back", "rolled_back", "rollback_failed"]
+    destination: DestinationOut
+    sandbox: str
+    name: str | None
+    storage: StorageOut
+    segments: list[dict[str, Any]]
+    attributes: list[str]
+    steps: list[StepOut]
+    flow: FlowOut | None
+    error: dict[str, Any] | None = Field(description="RFC 9457 problem naming the step and the upstream error.")
+    createdAt: datetime
+    updatedAt: datetime
+    completedAt: datetime | None
+
+
+class ActivationList(BaseModel):
+    items: list[ActivationOut]
+    nextCursor: str | None
+
+
+class EventOut(BaseModel):
+    id: int
+    occurredAt: datetime
+    type: Literal["status", "step", "upstream", "retry"]
+    step: str | None
+    data: dict[str, Any]
+
+
+class EventList(BaseModel):
+    items: list[EventOut]

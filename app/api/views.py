@@ -1,0 +1,59 @@
+"""Domain objects → response bodies. Secrets never get here; accessId is masked here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row
+
+from app.domain.model import Activation
+
+from .schemas import ActivationOut, DestinationOut, EventOut, FlowOut, StepOut, StorageOut
+
+
+def mask(value: str) -> str:
+    if len(value) < 12:
+        return "…"
+    return f"{value[:4]}…{value[-4:]}"
+
+
+def activation_view(activation: Activation) -> ActivationOut:
+    resolved = activation.destination or {}
+    storage = dict(activation.storage)
+    if storage.get("accessId"):
+        storage["accessId"] = mask(storage["accessId"])
+    return ActivationOut(
+        id=str(activation.id),
+        status=activation.status.value,
+        destination=DestinationOut(
+            name=resolved.get("name", activation.destination_name),
+            connectionSpecId=resolved.get("connectionSpecId"),
+            flowSpecId=resolved.get("flowSpecId"),
+        ),
+        sandbox=activation.sandbox,
+        name=activation.name,
+        storage=StorageOut(**storage),
+        segments=activation.segments,
+        attributes=activation.attributes,
+        steps=[
+            StepOut(
+                name=s.name,
+                status=s.status.value,
+                attempts=s.attempts,
+                resourceId=s.resource_id,
+                startedAt=s.started_at,
+                finishedAt=s.finished_at,
+                error=s.error,
+            )
+            for s in sorted(activation.steps.values(), key=lambda s: s.position)
+        ],
+        flow=FlowOut(id=activation.flow_id, etag=activation.flow_etag) if activation.flow_id else None,
+        error=activation.error,
+        createdAt=activation.created_at,
+        updatedAt=activation.updated_at,
+        completedAt=activation.completed_at,
+    )
+
+
+def event_view(row: Row[Any]) -> EventOut:
+    return EventOut(id=row.id, occurredAt=row.occurred_at, type=row.type, step=row.step, data=row.data)

@@ -1,0 +1,175 @@
+"""`activation-gateway`: serve, worker, migrate, emulator, openapi, create-api-key."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+import structlog
+from pydantic import SecretStr
+
+from app.logging import configure_logging
+from app.runtime import AdobeEndpoints, ConfigurationError, Deployment, Runtime
+from app.settings import Settings
+
+log = structlog.get_logger("activation_gateway")
+
+# Credentials the gateway and its built-in emulator agree on in the default run; not secrets.
+_DEV_CLIENT_ID = "activation-gateway-dev"
+_DEV_ORG_ID = "0000000000000000DEV00000@AdobeOrg"
+
+
+def _database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    from app.adapters.db.embedded import start_embedded_postgres
+
+    return start_embedded_postgres(settings.data_dir)
+
+
+def prepare_deployment(settings: Settings, *, run_worker: bool = True) -> Deployment:
+    """Start what the defaults need (embedded PostgreSQL, the emulator) and say where everything is."""
+    notes: list[str] = []
+    database_url = _database_url(settings)
+    if not settings.database_url:
+        notes.append(f"embedded PostgreSQL in {settings.data_dir}")
+    if settings.uses_emulator:
+        from flowservice_emulator import EmulatorConfig, EmulatorServer
+
+        dev_secret = secrets.token_urlsafe(24)
+        server = EmulatorServer(EmulatorConfig(client_id=_DEV_CLIENT_ID, client_secret=dev_secret))
+        server.start()
+        adobe = AdobeEndpoints(
+            flow_service_url=server.flow_service_url,
+            ims_token_url=server.ims_token_url,
+            client_id=_DEV_CLIENT_ID,
+            client_secret=SecretStr(dev_secret),
+            org_id=_DEV_ORG_ID,
+            scopes=settings.adobe_scopes,
+        )
+        notes.append(f"no Adobe credentials configured: using the built-in Flow Service emulator at {server.url}")
+    else:
+        adobe = AdobeEndpoints.from_settings(settings)
+    return Deployment(database_url=database_url, adobe=adobe, notes=tuple(notes), run_worker=run_worker)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from app.adapters.db import migrate
+    from app.main import create_app
+
+    settings = Settings()
+    deployment = prepare_deployment(settings, run_worker=not args.no_worker)
+    if settings.auto_migrate:
+        migrate.upgrade(deployment.database_url)
+    app = create_app(settings, deployment)
+    log.info("serving", host=args.host, port=args.port, worker=deployment.run_worker)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, timeout_graceful_shutdown=15)
+
+
+def _worker(args: argparse.Namespace) -> None:
+    settings = Settings()
+    deployment = prepare_deployment(settings)
+
+    async def run() -> None:
+        runtime = Runtime(settings, deployment)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await runtime.start()
+        log.info("worker running", owner=runtime.worker.owner if runtime.worker else None)
+        await stop.wait()
+        log.info("worker stopping")
+        await runtime.stop()
+
+    asyncio.run(run())
+
+
+def _migrate(args: argparse.Namespace) -> None:
+    from app.adapters.db import migrate
+
+    settings = Settings()
+    url = _database_url(settings)
+    if args.downgrade:
+        migrate.downgrade(url, args.revision)
+    else:
+        migrate.upgrade(url, args.revision)
+    log.info("migrations applied", revision=args.revision)
+
+
+def _emulator(args: argparse.Namespace) -> None:
+    from flowservice_emulator.cli import main as emulator_main
+
+    emulator_main(["--host", args.host, "--port", str(args.port)])
+
+
+def _openapi(args: argparse.Namespace) -> None:
+    from app.main import create_app
+
+    document = json.dumps(create_app(Settings()).openapi(), indent=2, sort_keys=False) + "\n"
+    if args.output == "-":
+        sys.stdout.write(document)
+    else:
+        Path(args.output).write_text(document)
+
+
+def _create_api_key(args: argparse.Namespace) -> None:
+    key = secrets.token_urlsafe(32)
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    print(f"API key for client {args.client} (shown once, store it now):\n  {key}")
+    print("Add this entry to API_KEYS (comma-separated):")
+    print(f"  {args.client}:{digest}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="activation-gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP API (and, by default, the saga worker)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--no-worker", action="store_true", help="serve the API only")
+    serve.set_defaults(handler=_serve)
+
+    worker = commands.add_parser("worker", help="run the saga worker only (scale out)")
+    worker.set_defaults(handler=_worker)
+
+    migrate = commands.add_parser("migrate", help="apply Alembic migrations")
+    migrate.add_argument("revision", nargs="?", default="head")
+    migrate.add_argument("--downgrade", action="store_true", help="downgrade to the revision instead")
+    migrate.set_defaults(handler=_migrate)
+
+    emulator = commands.add_parser("emulator", help="run the Flow Service emulator standalone")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8081)
+    emulator.set_defaults(handler=_emulator)
+
+    openapi = commands.add_parser("openapi", help="write the OpenAPI document")
+    openapi.add_argument("--output", default="openapi/openapi.json")
+    openapi.set_defaults(handler=_openapi)
+
+    api_key = commands.add_parser("create-api-key", help="make a caller API key; prints it once")
+    api_key.add_argument("client", help="client id, e.g. campaign-app")
+    api_key.set_defaults(handler=_create_api_key)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        args.handler(args)
+    except ConfigurationError as exc:
+        log.error("configuration error", error=str(exc))
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        pass

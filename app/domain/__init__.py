@@ -1,0 +1,1 @@
+"""The saga: steps, lifecycle state machine, compensation, and the worker that runs them."""

@@ -1,0 +1,68 @@
+"""Plain data the saga works on, loaded from and saved to the repository."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .lifecycle import ActivationStatus, StepStatus
+
+
+class LeaseLost(Exception):
+    """This worker no longer owns the activation: it must stop without touching anything."""
+
+
+@dataclass(slots=True)
+class Lease:
+    activation_id: uuid.UUID
+    epoch: int
+    owner: str
+    # Local monotonic deadline: past it we assume another worker may own the activation, and make
+    # no upstream call even before the database tells us so (a paused process must not act).
+    valid_until: float
+
+    def ensure(self) -> None:
+        if time.monotonic() >= self.valid_until:
+            raise LeaseLost(f"lease on {self.activation_id} (epoch {self.epoch}) expired")
+
+
+@dataclass(slots=True)
+class StepState:
+    name: str
+    position: int
+    status: StepStatus
+    attempts: int = 0
+    resource_id: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Activation:
+    id: uuid.UUID
+    client_id: str
+    status: ActivationStatus
+    destination_name: str
+    destination: dict[str, Any] | None
+    sandbox: str
+    name: str | None
+    storage: dict[str, Any]
+    credentials_ciphertext: str | None
+    segments: list[dict[str, Any]]
+    attributes: list[str]
+    flow_id: str | None
+    flow_etag: str | None
+    error: dict[str, Any] | None
+    rollback_requested_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    steps: dict[str, StepState] = field(default_factory=dict)
+
+    def resource(self, step: str) -> str | None:
+        state = self.steps.get(step)
+        return state.resource_id if state else None

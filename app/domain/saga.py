@@ -1,0 +1,270 @@
+"""Runs one claimed activation: the forward steps as a dependency graph (independent branches run
+concurrently), then, on failure or request, compensation in reverse order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from app.adapters.crypto import CredentialCipher
+from app.adapters.db.repository import ActivationRepository
+from app.adapters.flowservice import FlowServiceClient, call_context
+from app.adapters.flowservice.errors import UpstreamError
+
+from .catalog import DestinationCatalog
+from .errors import StepFailed
+from .lifecycle import ActivationStatus, StepStatus
+from .model import Activation, Lease
+from .retry import RetryPolicy
+from .steps import SAGA_STEPS, SagaStep, StepContext
+from .upstream import LeasedFlowService
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_BASE = "urn:activation-gateway:problem:"
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailure:
+    step: str
+    problem: dict[str, Any]
+
+
+class SagaRunner:
+    def __init__(
+        self,
+        repository: ActivationRepository,
+        client: FlowServiceClient,
+        catalog: DestinationCatalog,
+        cipher: CredentialCipher,
+        *,
+        retry: RetryPolicy,
+        auto_compensate: bool = True,
+        steps: Sequence[SagaStep] = SAGA_STEPS,
+    ) -> None:
+        self._repo = repository
+        self._client = client
+        self._catalog = catalog
+        self._cipher = cipher
+        self._retry = retry
+        self._auto_compensate = auto_compensate
+        self._steps = tuple(steps)
+        self._stopping = asyncio.Event()
+
+    def stop_at_next_boundary(self) -> None:
+        """Graceful shutdown: finish the steps in flight, start no new one."""
+        self._stopping.set()
+
+    async def run(self, lease: Lease) -> ActivationStatus:
+        activation = await self._repo.load(lease)
+        status = activation.status
+        if status == ActivationStatus.PENDING:
+            target = ActivationStatus.ROLLING_BACK if activation.rollback_requested_at else ActivationStatus.RUNNING
+            await self._repo.set_status(lease, status, target)
+            status = target
+        if status == ActivationStatus.RUNNING:
+            status = await self._forward(lease)
+        if status == ActivationStatus.ROLLING_BACK and not self._stopping.is_set():
+            status = await self._compensate(lease)
+        return status
+
+    # ------------------------------------------------------------------ forward
+    async def _forward(self, lease: Lease) -> ActivationStatus:
+        while not self._stopping.is_set():
+            activation = await self._repo.load(lease)
+            if activation.rollback_requested_at is not None:
+                await self._repo.set_status(
+                    lease, ActivationStatus.RUNNING, ActivationStatus.ROLLING_BACK, event={"reason": "requested"}
+                )
+                return ActivationStatus.ROLLING_BACK
+            done = {name for name, s in activation.steps.items() if s.status == StepStatus.SUCCEEDED}
+            ready = [s for s in self._steps if s.name not in done and all(d in done for d in s.depends_on)]
+            if not ready:
+                await self._repo.set_status(lease, ActivationStatus.RUNNING, ActivationStatus.SUCCEEDED)
+                return ActivationStatus.SUCCEEDED
+            async with asyncio.TaskGroup() as group:  # a LeaseLost in one branch cancels the other
+                tasks = [group.create_task(self._run_step(lease, activation, step)) for step in ready]
+            failures = [f for f in (t.result() for t in tasks) if f is not None]
+            if failures:
+                return await self._fail(lease, failures[0])
+        return ActivationStatus.RUNNING
+
+    async def _run_step(self, lease: Lease, activation: Activation, step: SagaStep) -> StepFailure | None:
+        try:
+            async for attempt in self._retry.retrying():
+                with attempt:
+                    number = await self._repo.start_step_attempt(lease, step.name, StepStatus.RUNNING)
+                    ctx = self._context(lease, activation, number)
+                    token = call_context.set(
+                        {"activation_id": str(activation.id), "step": step.name, "attempt": number}
+                    )
+                    try:
+                        result = await step.forward(ctx)
+                    except UpstreamError as exc:
+                        if exc.retryable:
+                            await self._repo.add_event(
+                                activation.id, "retry", step.name, {"attempt": number, "error": str(exc)}
+                            )
+                        raise
+                    finally:
+                        call_context.reset(token)
+        except StepFailed as exc:
+            return await self._record_failure(lease, step, _problem_from_domain(step.name, exc))
+        except UpstreamError as exc:
+            return await self._record_failure(lease, step, _problem_from_upstream(step.name, exc))
+        await self._repo.update_step(
+            lease,
+            step.name,
+            status=StepStatus.SUCCEEDED.value,
+            resource_id=result.resource_id,
+            finished_at=datetime.now(UTC),
+            error=None,
+            activation_values=result.activation_values or None,
+            event={"status": StepStatus.SUCCEEDED.value, "resourceId": result.resource_id},
+        )
+        log.info("step succeeded", activation_id=str(activation.id), step=step.name, resource_id=result.resource_id)
+        return None
+
+    async def _record_failure(self, lease: Lease, step: SagaStep, problem: dict[str, Any]) -> StepFailure:
+        await self._repo.update_step(
+            lease,
+            step.name,
+            status=StepStatus.FAILED.value,
+            finished_at=datetime.now(UTC),
+            error=problem,
+            event={"status": StepStatus.FAILED.value, "error": problem},
+        )
+        log.warning("step failed", activation_id=str(lease.activation_id), step=step.name, error=problem["detail"])
+        return StepFailure(step=step.name, problem=problem)
+
+    async def _fail(self, lease: Lease, failure: StepFailure) -> ActivationStatus:
+        await self._repo.set_status(lease, ActivationStatus.RUNNING, ActivationStatus.FAILED, error=failure.problem)
+        if not self._auto_compensate:
+            return ActivationStatus.FAILED
+        activation = await self._repo.load(lease)
+        if not any(activation.steps[s.name].attempts for s in self._steps if s.kind is not None):
+            # Nothing was ever sent that could create a resource: there is nothing to compensate,
+            # and the activation stays `failed` with its error.
+            return ActivationStatus.FAILED
+        await self._repo.set_status(
+            lease,
+            ActivationStatus.FAILED,
+            ActivationStatus.ROLLING_BACK,
+            keep_error=True,
+            event={"reason": "automatic compensation"},
+        )
+        return ActivationStatus.ROLLING_BACK
+
+    # ------------------------------------------------------------------ compensation
+    async def _compensate(self, lease: Lease) -> ActivationStatus:
+        activation = await self._repo.load(lease)
+        orphans: list[str] = []
+        for step in reversed(self._steps):
+            state = activation.steps[step.name]
+            if step.kind is None or state.status in (StepStatus.COMPENSATED, StepStatus.SKIPPED):
+                if state.status in (StepStatus.PENDING, StepStatus.RUNNING):
+                    await self._repo.update_step(lease, step.name, status=StepStatus.SKIPPED.value)
+                continue
+            if state.attempts == 0:
+                await self._repo.update_step(lease, step.name, status=StepStatus.SKIPPED.value)
+                continue
+            leftover = await self._compensate_step(lease, activation, step)
+            if leftover:
+                orphans.append(leftover)
+        if orphans:
+            await self._repo.set_status(
+                lease,
+                ActivationStatus.ROLLING_BACK,
+                ActivationStatus.ROLLBACK_FAILED,
+                keep_error=True,
+                event={"orphans": orphans},
+            )
+            return ActivationStatus.ROLLBACK_FAILED
+        await self._repo.set_status(lease, ActivationStatus.ROLLING_BACK, ActivationStatus.ROLLED_BACK, keep_error=True)
+        return ActivationStatus.ROLLED_BACK
+
+    async def _compensate_step(self, lease: Lease, activation: Activation, step: SagaStep) -> str | None:
+        """Delete what the step created (or may have created); returns the id left behind, if any."""
+        state = activation.steps[step.name]
+        resource_id = state.resource_id
+        try:
+            async for attempt in self._retry.retrying():
+                with attempt:
+                    number = await self._repo.start_step_attempt(lease, step.name, StepStatus.COMPENSATING)
+                    ctx = self._context(lease, activation, number)
+                    token = call_context.set(
+                        {
+                            "activation_id": str(activation.id),
+                            "step": step.name,
+                            "attempt": number,
+                            "compensation": True,
+                        }
+                    )
+                    try:
+                        if resource_id is None:
+                            # Its creation was in flight: Adobe may have the resource anyway.
+                            resource_id = await step.find_created(ctx)
+                        if resource_id is not None:
+                            await step.compensate(ctx, resource_id)
+                    finally:
+                        call_context.reset(token)
+        except UpstreamError as exc:
+            problem = _problem_from_upstream(step.name, exc)
+            await self._repo.update_step(
+                lease,
+                step.name,
+                status=StepStatus.FAILED.value,
+                resource_id=resource_id,
+                error=problem,
+                finished_at=datetime.now(UTC),
+                event={"status": "compensation_failed", "error": problem},
+            )
+            return resource_id or f"unknown {step.kind} of {step.name}"
+        await self._repo.update_step(
+            lease,
+            step.name,
+            status=StepStatus.COMPENSATED.value,
+            resource_id=resource_id,
+            finished_at=datetime.now(UTC),
+            event={"status": StepStatus.COMPENSATED.value, "resourceId": resource_id},
+        )
+        return None
+
+    def _context(self, lease: Lease, activation: Activation, attempt: int) -> StepContext:
+        return StepContext(
+            activation=activation,
+            upstream=LeasedFlowService(self._client, lease),
+            catalog=self._catalog,
+            cipher=self._cipher,
+            attempt=attempt,
+        )
+
+
+def _problem_from_domain(step: str, exc: StepFailed) -> dict[str, Any]:
+    return {
+        "type": PROBLEM_BASE + exc.type,
+        "title": exc.title,
+        "detail": exc.detail,
+        "step": step,
+        **exc.extra,
+    }
+
+
+def _problem_from_upstream(step: str, exc: UpstreamError) -> dict[str, Any]:
+    upstream = exc.to_problem()
+    status = upstream.get("upstreamStatus")
+    return {
+        "type": PROBLEM_BASE + "upstream-error",
+        "title": "Adobe Flow Service call failed",
+        "status": 502,
+        "detail": f"step {step}: {upstream['upstreamCall']} failed"
+        + (f" with {status} {upstream.get('upstreamCode') or ''}".rstrip() if status else "")
+        + f": {upstream.get('upstreamMessage')}",
+        "step": step,
+        **upstream,
+    }

@@ -1,0 +1,186 @@
+"""The saga worker: the activation rows are the queue.
+
+Claims use ``FOR UPDATE SKIP LOCKED`` so any number of processes can share one database; a claim is
+a lease with an epoch (fencing token) that a heartbeat renews; expired leases are claimed again by
+anyone. New work is signalled with LISTEN/NOTIFY, with a short poll as the safety net.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+
+import psycopg
+import structlog
+
+from app.adapters.db.engine import libpq_url
+from app.adapters.db.repository import NOTIFY_CHANNEL, ActivationRepository, ClaimedLease
+
+from .model import Lease, LeaseLost
+from .saga import SagaRunner
+
+log = structlog.get_logger(__name__)
+
+# Keep a margin between our local idea of the lease and the database's: clocks and queries take time.
+_LEASE_SAFETY = 0.8
+_REAP_INTERVAL_SECONDS = 600.0
+_ERROR_BACKOFF_SECONDS = 5.0
+
+
+class Worker:
+    def __init__(
+        self,
+        repository: ActivationRepository,
+        runner: SagaRunner,
+        *,
+        database_url: str,
+        concurrency: int,
+        lease_seconds: float,
+        poll_interval: float,
+    ) -> None:
+        self._repo = repository
+        self._runner = runner
+        self._database_url = database_url
+        self._concurrency = concurrency
+        self._lease_seconds = lease_seconds
+        self._poll_interval = poll_interval
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._inflight: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self.last_heartbeat = time.monotonic()
+        self._last_reap = 0.0
+
+    @property
+    def active_leases(self) -> int:
+        return len(self._inflight)
+
+    def alive(self, within_seconds: float) -> bool:
+        return time.monotonic() - self.last_heartbeat < within_seconds
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen(), name="worker-listen")
+        try:
+            while not self._stopping.is_set():
+                self.last_heartbeat = time.monotonic()
+                try:
+                    await self._claim_and_start()
+                    await self._maybe_reap()
+                except Exception:  # the database may be down for a while: keep the loop alive
+                    log.exception("worker loop error")
+                    await self._sleep(_ERROR_BACKOFF_SECONDS)
+                    continue
+                await self._sleep(self._poll_interval)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Stop claiming; let the steps in flight finish (they stop at the next boundary), then release."""
+        self._stopping.set()
+        self._wake.set()
+        self._runner.stop_at_next_boundary()
+        tasks = list(self._inflight.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        self._wake.clear()
+
+    async def _claim_and_start(self) -> None:
+        while not self._stopping.is_set():
+            free = self._concurrency - len(self._inflight)
+            if free <= 0:
+                return
+            started = time.monotonic()
+            claimed = await self._repo.claim(owner=self.owner, limit=free, lease_seconds=self._lease_seconds)
+            for item in claimed:
+                lease = Lease(
+                    activation_id=item.activation_id,
+                    epoch=item.epoch,
+                    owner=self.owner,
+                    valid_until=started + self._lease_seconds * _LEASE_SAFETY,
+                )
+                task = asyncio.create_task(self._process(lease), name=f"saga-{item.activation_id}")
+                self._inflight[item.activation_id] = task
+            if len(claimed) < free:
+                return
+
+    async def _process(self, lease: Lease) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(lease, asyncio.current_task()))
+        delay = 0.0
+        try:
+            status = await self._runner.run(lease)
+            log.info("activation processed", activation_id=str(lease.activation_id), status=str(status))
+        except LeaseLost as exc:
+            log.warning(
+                "lease lost; stopping without further changes", activation_id=str(lease.activation_id), reason=str(exc)
+            )
+            return
+        except asyncio.CancelledError:
+            log.info("activation released at shutdown", activation_id=str(lease.activation_id))
+        except Exception:
+            log.exception("saga crashed; will retry later", activation_id=str(lease.activation_id))
+            delay = _ERROR_BACKOFF_SECONDS
+        finally:
+            heartbeat.cancel()
+            self._inflight.pop(lease.activation_id, None)
+            self._wake.set()  # a slot is free
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._repo.release(lease, delay_seconds=delay))
+
+    async def _heartbeat(self, lease: Lease, saga: asyncio.Task[None] | None) -> None:
+        interval = self._lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            started = time.monotonic()
+            try:
+                renewed = await self._repo.renew(lease, self._lease_seconds)
+            except Exception:
+                log.exception("lease renewal failed", activation_id=str(lease.activation_id))
+                continue  # the local deadline still protects us
+            if not renewed:
+                log.warning("lease taken over", activation_id=str(lease.activation_id))
+                lease.valid_until = 0.0
+                if saga is not None:
+                    saga.cancel()
+                return
+            lease.valid_until = started + self._lease_seconds * _LEASE_SAFETY
+
+    async def _listen(self) -> None:
+        """Wake the claim loop on NOTIFY; reconnect quietly, polling covers any gap."""
+        while not self._stopping.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    libpq_url(self._database_url), autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("listen connection lost", error=type(exc).__name__)
+                await asyncio.sleep(_ERROR_BACKOFF_SECONDS)
+
+    async def _maybe_reap(self) -> None:
+        now = time.monotonic()
+        if now - self._last_reap < _REAP_INTERVAL_SECONDS:
+            return
+        self._last_reap = now
+        removed = await self._repo.reap_idempotency_keys()
+        if removed:
+            log.info("reaped idempotency keys", count=removed)
+
+
+__all__ = ["ClaimedLease", "Worker"]

@@ -1,0 +1,80 @@
+"""All configuration of the service, read from the environment (contract §8) in one place."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_ADOBE_SCOPES = "openid,session,AdobeID,read_organizations,additional_info.projectedProductContext"
+
+
+class Settings(BaseSettings):
+    """Environment variables, upper-cased field names (``DATABASE_URL`` → ``database_url``)."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # --- storage -------------------------------------------------------------------------------
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL DSN; unset starts an embedded PostgreSQL in DATA_DIR."
+    )
+    data_dir: Path = Field(default=Path(".data"), description="Local folder for the embedded database.")
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    auto_migrate: bool = Field(default=True, description="Run Alembic migrations to head when serving.")
+
+    # --- Adobe ---------------------------------------------------------------------------------
+    flow_service_url: str | None = None
+    ims_token_url: str | None = None
+    adobe_client_id: str | None = None
+    adobe_client_secret: SecretStr | None = None
+    adobe_org_id: str | None = None
+    adobe_scopes: str = DEFAULT_ADOBE_SCOPES
+    adobe_sandbox: str = "prod"
+    allowed_sandboxes: str | None = Field(
+        default=None, description="Comma-separated sandbox allow-list; unset allows only ADOBE_SANDBOX."
+    )
+    adobe_ca_bundle: str | None = Field(default=None, description="CA bundle for TLS to Adobe.")
+    upstream_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    upstream_timeout_seconds: float = Field(default=15.0, gt=0)
+    spec_cache_ttl_seconds: float = Field(default=300.0, ge=0)
+
+    # --- callers and secrets -------------------------------------------------------------------
+    api_keys: SecretStr | None = Field(default=None, description="Comma-separated client:sha256hex.")
+    secrets_key: SecretStr | None = Field(default=None, description="Comma-separated Fernet keys.")
+    dev_mode: bool | None = Field(
+        default=None, description="Development mode; unset means on exactly when DATABASE_URL is unset."
+    )
+
+    # --- saga worker ---------------------------------------------------------------------------
+    worker_enabled: bool = True
+    worker_concurrency: int = Field(default=64, ge=1, le=1000)
+    worker_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    lease_seconds: float = Field(default=30.0, gt=1)
+    retry_max_attempts: int = Field(default=6, ge=1, le=50)
+    retry_base_delay_seconds: float = Field(default=0.2, ge=0)
+    retry_max_delay_seconds: float = Field(default=30.0, ge=0)
+    retry_after_max_seconds: float = Field(default=60.0, ge=0)
+    auto_compensate: bool = True
+    idempotency_key_retention_hours: float = Field(default=24.0, ge=24.0)
+
+    # --- logging -------------------------------------------------------------------------------
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    @cached_property
+    def sandboxes(self) -> frozenset[str]:
+        if not self.allowed_sandboxes:
+            return frozenset({self.adobe_sandbox})
+        return frozenset(s.strip() for s in self.allowed_sandboxes.split(",") if s.strip())
+
+    @property
+    def development(self) -> bool:
+        return self.dev_mode if self.dev_mode is not None else self.database_url is None
+
+    @property
+    def uses_emulator(self) -> bool:
+        """No Adobe credentials and no explicit endpoint: talk to the built-in emulator."""
+        return self.adobe_client_id is None and self.flow_service_url is None

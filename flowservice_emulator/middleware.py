@@ -1,0 +1,173 @@
+"""ASGI middleware around the IMS and Flow Service routes: request ids, latency, fault injection and the
+request history. The admin API (``/_emulator``) bypasses it entirely.
+
+It is a raw ASGI middleware rather than a ``BaseHTTPMiddleware`` because the "drop" fault must be able to
+start a response and then abandon it, which makes uvicorn close the connection mid-body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import ADMIN_PATH, BASE_PATH, DEFAULT_SANDBOX
+from .errors import ApiError, generic_error
+from .faults import FaultRule
+from .state import EmulatorState
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+@dataclass
+class CapturedResponse:
+    status: int = 500
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytearray = field(default_factory=bytearray)
+
+
+class EmulatorMiddleware:
+    def __init__(self, app: ASGIApp, state: EmulatorState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(ADMIN_PATH):
+            await self.app(scope, receive, send)
+            return
+        headers: list[tuple[bytes, bytes]] = list(scope["headers"])
+        request_id = _header(headers, REQUEST_ID_HEADER) or str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
+        body = await _read_body(receive)
+        method, path = scope["method"], scope["path"]
+
+        delay = self.state.plan.delay_seconds(method, path)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+        fault = self.state.plan.fault_for(method, path, body)
+        if fault is not None and fault.mode == "error":
+            response = _fault_response(fault, request_id)
+        else:
+            response = await self._call_app(scope, body)
+            if fault is not None:  # commit_then_fail: the change is made, the caller learns nothing of it
+                committed = response
+                response = _fault_response(fault, request_id) if fault.failure != "drop" else committed
+        response.headers.append((REQUEST_ID_HEADER, request_id.encode("latin-1")))
+
+        dropped = fault is not None and fault.mode == "commit_then_fail" and fault.failure == "drop"
+        self._record(scope, headers, body, None if dropped else response, fault)
+
+        if fault is not None and fault.mode == "commit_then_fail" and fault.failure == "timeout":
+            await _sleep_unless_disconnected(receive, fault.hold_ms / 1000)
+        if dropped:
+            await _send_truncated(send, response)
+        else:
+            await _send(send, response)
+
+    async def _call_app(self, scope: Scope, body: bytes) -> CapturedResponse:
+        captured = CapturedResponse()
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.disconnect"}
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                captured.status = message["status"]
+                captured.headers = list(message.get("headers", []))
+            elif message["type"] == "http.response.body":
+                captured.body += message.get("body", b"")
+
+        await self.app(scope, replay, capture)
+        return captured
+
+    def _record(self, scope: Scope, headers: list[tuple[bytes, bytes]], body: bytes,
+                response: CapturedResponse | None, fault: FaultRule | None) -> None:
+        path: str = scope["path"]
+        sandbox = None
+        if path.startswith(BASE_PATH):
+            sandbox = (_header(headers, b"x-sandbox-name") or "").strip() or DEFAULT_SANDBOX
+        self.state.history.record(
+            method=scope["method"],
+            path=path,
+            query=scope.get("query_string", b"").decode("latin-1"),
+            headers=headers,
+            body=body,
+            status=response.status if response else None,
+            response_headers=response.headers if response else [],
+            response_body=bytes(response.body) if response else None,
+            fault=fault.id if fault else None,
+            sandbox=sandbox,
+        )
+
+
+def _fault_response(fault: FaultRule, request_id: str) -> CapturedResponse:
+    if fault.body is not None:
+        error = ApiError(fault.status, fault.body)
+    elif fault.mode == "commit_then_fail" and fault.failure == "timeout":
+        error = generic_error(500)  # what a client sees when the gateway gives up on a hung backend
+    else:
+        error = generic_error(fault.status)
+    payload = json.dumps(error.render(request_id)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    if fault.retry_after is not None:
+        headers.append((b"retry-after", str(fault.retry_after).encode()))
+    status = 500 if fault.failure == "timeout" and fault.mode == "commit_then_fail" else fault.status
+    return CapturedResponse(status, headers, bytearray(payload))
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
+    return bytes(chunks)
+
+
+async def _send(send: Send, response: CapturedResponse) -> None:
+    await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
+    await send({"type": "http.response.body", "body": bytes(response.body)})
+
+
+async def _send_truncated(send: Send, response: CapturedResponse) -> None:
+    """Announce the full Content-Length, send half the body, then return: uvicorn closes the connection
+    ("ASGI callable returned without completing response") and the client sees a protocol error."""
+    body = bytes(response.body) or b"{}"
+    headers = [(k, v) for k, v in response.headers if k.lower() != b"content-length"]
+    headers.append((b"content-length", str(len(body) + 64).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+
+
+async def _sleep_unless_disconnected(receive: Receive, seconds: float) -> None:
+    """Hold the response, but stop early if the client goes away (so shutdown is not delayed)."""
+    waiter = asyncio.ensure_future(receive())
+    try:
+        await asyncio.wait({waiter}, timeout=seconds)
+    finally:
+        waiter.cancel()
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None

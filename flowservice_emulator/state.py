@@ -1,0 +1,34 @@
+"""Everything the emulator holds, in one object owned by the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .auth import TokenRegistry
+from .catalog import Catalog
+from .config import EmulatorConfig
+from .faults import FaultPlan
+from .history import RequestHistory
+from .resources import ResourceService
+from .store import ResourceStore
+
+
+@dataclass
+class EmulatorState:
+    config: EmulatorConfig
+    catalog: Catalog = field(default_factory=Catalog)
+    store: ResourceStore = field(default_factory=ResourceStore)
+    tokens: TokenRegistry = field(default_factory=TokenRegistry)
+    plan: FaultPlan = field(default_factory=FaultPlan)
+    history: RequestHistory = field(init=False)
+    service: ResourceService = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.history = RequestHistory(self.config.history_limit)
+        self.service = ResourceService(self.catalog, self.store)
+
+    def reset(self) -> None:
+        self.store.clear()
+        self.tokens.clear()
+        self.plan.clear()
+        self.history.clear()

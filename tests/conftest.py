@@ -1,0 +1,132 @@
+"""Shared fixtures: a real PostgreSQL database migrated by Alembic, the Flow Service emulator over
+real HTTP, and the gateway as a real subprocess."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from cryptography.fernet import Fernet
+
+from app.adapters.db import migrate
+from flowservice_emulator import EmulatorConfig, EmulatorServer
+from tests.support.database import fresh_database, server_dsn
+from tests.support.gateway import GatewayProcess
+
+ADOBE_CLIENT_ID = "gateway-test-client"
+# Distinctive so that leak tests can grep for it.
+ADOBE_CLIENT_SECRET = "adobe-client-secret-Zq8vW3xK"
+ADOBE_ORG_ID = "A1B2C3D4E5F6A7B8C9D0E1F2@AdobeOrg"
+TERMINAL = {"succeeded", "failed", "rolled_back", "rollback_failed"}
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return server_dsn(tmp_path_factory.mktemp("pg"))
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server: str) -> Iterator[str]:
+    with fresh_database(pg_server) as url:
+        migrate.upgrade(url)
+        yield url
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+def truncate_all(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE activations, activation_steps, activation_events, idempotency_keys CASCADE")
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[EmulatorServer]:
+    server = EmulatorServer(EmulatorConfig(client_id=ADOBE_CLIENT_ID, client_secret=ADOBE_CLIENT_SECRET))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def emulator(emulator_server: EmulatorServer) -> Iterator[EmulatorServer]:
+    httpx.post(f"{emulator_server.url}/_emulator/reset").raise_for_status()
+    yield emulator_server
+
+
+def gateway_env(database_url: str, emulator: EmulatorServer, **overrides: str) -> dict[str, str]:
+    env = {
+        "DATABASE_URL": database_url,
+        "FLOW_SERVICE_URL": emulator.flow_service_url,
+        "IMS_TOKEN_URL": emulator.ims_token_url,
+        "ADOBE_CLIENT_ID": ADOBE_CLIENT_ID,
+        "ADOBE_CLIENT_SECRET": ADOBE_CLIENT_SECRET,
+        "ADOBE_ORG_ID": ADOBE_ORG_ID,
+        "DEV_MODE": "true",
+        "SECRETS_KEY": SECRETS_KEY,
+        "ALLOWED_SANDBOXES": "prod,dev",
+        "AUTO_MIGRATE": "false",
+        "RETRY_BASE_DELAY_SECONDS": "0.05",
+        "RETRY_MAX_DELAY_SECONDS": "0.5",
+        "RETRY_AFTER_MAX_SECONDS": "2",
+        "LEASE_SECONDS": "4",
+        "WORKER_POLL_INTERVAL_SECONDS": "0.2",
+        "UPSTREAM_TIMEOUT_SECONDS": "3",
+        "LOG_LEVEL": "DEBUG",
+    }
+    env.update(overrides)
+    return env
+
+
+SECRETS_KEY = Fernet.generate_key().decode()
+
+
+@pytest.fixture(scope="session")
+def gateway_process(
+    database_url: str, emulator_server: EmulatorServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    log_path = tmp_path_factory.mktemp("gateway") / "gateway.log"
+    process = GatewayProcess(gateway_env(database_url, emulator_server), log_path=log_path)
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def gateway(gateway_process: GatewayProcess, emulator: EmulatorServer, database_url: str) -> GatewayProcess:
+    """The shared gateway, with an empty database and a reset emulator."""
+    truncate_all(database_url)
+    return gateway_process
+
+
+def wait_for(
+    fetch: Callable[[], dict[str, Any]], done: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        last = fetch()
+        if done(last):
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"condition not reached in {timeout}s; last state: {last}")
+
+
+def wait_terminal(client: httpx.Client, activation_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    return wait_for(
+        lambda: client.get(f"/activations/{activation_id}").json(),
+        lambda body: body.get("status") in TERMINAL,
+        timeout,
+    )
+
+
+def root() -> Path:
+    return Path(__file__).resolve().parents[1]
