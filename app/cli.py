@@ -56,7 +56,13 @@ def prepare_deployment(settings: Settings, *, run_worker: bool = True) -> Deploy
         notes.append(f"no Adobe credentials configured: using the built-in Flow Service emulator at {server.url}")
     else:
         adobe = AdobeEndpoints.from_settings(settings)
-    return Deployment(database_url=database_url, adobe=adobe, notes=tuple(notes), run_worker=run_worker)
+    return Deployment(
+        database_url=database_url,
+        adobe=adobe,
+        notes=tuple(notes),
+        run_worker=run_worker,
+        emulated=settings.uses_emulator,
+    )
 
 
 def _serve(args: argparse.Namespace) -> None:

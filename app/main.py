@@ -71,6 +71,17 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, description=app.description, routes=app.routes, tags=app.openapi_tags
     )
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    # Every error is a problem document, including FastAPI's own parameter validation errors.
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if "422" in responses:
+                responses["422"] = {
+                    "description": "Invalid request",
+                    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                }
+    for fastapi_default in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(fastapi_default, None)
     for model in (ActivationRequest, Problem):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="validation")
         schemas.update(schema.pop("$defs", {}))

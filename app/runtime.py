@@ -80,6 +80,7 @@ class Deployment:
     adobe: AdobeEndpoints
     notes: tuple[str, ...] = ()
     run_worker: bool = True
+    emulated: bool = False
 
 
 @dataclass
@@ -225,6 +226,14 @@ class Runtime:
                 }
             ]
             self.metrics.active_leases.set(self.worker.active_leases)
+        adobe = self.deployment.adobe
+        checks["flowservice:endpoint"] = [
+            {
+                "status": "pass",
+                "observedValue": adobe.flow_service_url,
+                "output": "built-in emulator" if self.deployment.emulated else "Adobe",
+            }
+        ]
         if self.draining:
             checks["process:draining"] = [{"status": "fail", "output": "shutting down"}]
         return checks

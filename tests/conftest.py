@@ -130,3 +130,32 @@ def wait_terminal(client: httpx.Client, activation_id: str, timeout: float = 30.
 
 def root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def isolated_database(pg_server: str) -> Iterator[str]:
+    """A database of its own, for tests that run their own gateway processes."""
+    with fresh_database(pg_server, prefix="ag_iso") as url:
+        migrate.upgrade(url)
+        yield url
+
+
+@pytest.fixture
+def start_gateway(
+    isolated_database: str, emulator: EmulatorServer, tmp_path: Path
+) -> Iterator[Callable[..., GatewayProcess]]:
+    """Start private gateway processes on the isolated database; all are stopped at the end."""
+    started: list[GatewayProcess] = []
+
+    def start(wait: bool = True, args: list[str] | None = None, **env: str) -> GatewayProcess:
+        process = GatewayProcess(
+            gateway_env(isolated_database, emulator, **env),
+            log_path=tmp_path / f"gateway-{len(started)}.log",
+            args=args,
+        )
+        started.append(process)
+        return process.start(wait=wait)
+
+    yield start
+    for process in started:
+        process.kill()

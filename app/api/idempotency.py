@@ -26,7 +26,7 @@ def parse_idempotency_key(value: str | None) -> str:
     quoted = _SF_STRING.match(value)
     if quoted:
         value = re.sub(r'\\(["\\])', r"\1", quoted.group(1))
-    if not _VISIBLE_ASCII.match(value):
+    if (value.startswith('"') and not quoted) or not _VISIBLE_ASCII.match(value):
         raise ProblemError(
             400,
             "idempotency-key-malformed",

@@ -107,7 +107,7 @@ class Chain:
 
 
 def create_chain(api: Api) -> Chain:
-    """Profile store → Adobe Campaign (S3) flow, the minimal chain of §8.1 steps 2–6."""
+    """Profile store → Adobe Campaign (S3) flow, the minimal chain of §8.1 steps 2-6."""
     source_base = api.create("connections", profile_base_body())["id"]
     source = api.create("sourceConnections", {
         "name": "source", "baseConnectionId": source_base, "connectionSpec": spec_ref(PROFILE_STORE),

@@ -33,6 +33,7 @@ from openapi_core import OpenAPI
 from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound, ServerNotFound
 from openapi_core.templating.responses.exceptions import ResponseNotFound
 from openapi_core.testing import MockRequest, MockResponse
+from werkzeug.datastructures import MultiDict  # openapi-core's own dependency
 
 BASE_PATH = "/data/foundation/flowservice"
 IMS_TOKEN_PATH = "/ims/token/v3"
@@ -176,9 +177,7 @@ def _response(entry: Entry) -> MockResponse:
     )
 
 
-def _multi(pairs: list[tuple[str, str]]) -> Any:
-    from werkzeug.datastructures import MultiDict
-
+def _multi(pairs: list[tuple[str, str]]) -> MultiDict[str, str]:
     return MultiDict(pairs)
 
 
@@ -207,7 +206,8 @@ def _ims_problems(entry: Entry) -> list[str]:
         problems.append("IMS token requests must be POST")
     if not content_type.startswith("application/x-www-form-urlencoded"):
         problems.append(f"IMS token requests must be form-encoded, not {content_type!r}")
-    form = entry.get("body") if isinstance(entry.get("body"), dict) else {}
+    request_body = entry.get("body")
+    form: Mapping[str, Any] = request_body if isinstance(request_body, dict) else {}
     if form.get("grant_type") != "client_credentials":
         problems.append("grant_type must be client_credentials")
     if not form.get("client_id"):

@@ -24,8 +24,17 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    def __init__(self, env: dict[str, str], *, log_path: Path, port: int | None = None, args: list[str] | None = None):
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        log_path: Path,
+        port: int | None = None,
+        args: list[str] | None = None,
+        unset: tuple[str, ...] = (),
+    ):
         self.port = port or free_port()
+        self.unset = unset
         self.env = env
         self.log_path = log_path
         self.args = args or []
@@ -40,7 +49,7 @@ class GatewayProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--port", str(self.port), *self.args],
             cwd=ROOT,
-            env={**os.environ, **self.env},
+            env={k: v for k, v in {**os.environ, **self.env}.items() if v is not None and k not in self.unset},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
