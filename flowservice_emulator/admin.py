@@ -75,9 +75,19 @@ def build_router() -> APIRouter:
     async def add_fault(rule: FaultIn, request: Request) -> JsonObject:
         plan = emulator_state(request).plan
         fault = FaultRule(
-            id=plan.next_id("fault"), method=rule.method, path=rule.path, mode=rule.mode, status=rule.status,
-            failure=rule.failure, body_contains=rule.bodyContains, retry_after=rule.retryAfter,
-            hold_ms=rule.holdMs, times=rule.times, rate=rule.rate, seed=rule.seed, body=rule.body,
+            id=plan.next_id("fault"),
+            method=rule.method,
+            path=rule.path,
+            mode=rule.mode,
+            status=rule.status,
+            failure=rule.failure,
+            body_contains=rule.bodyContains,
+            retry_after=rule.retryAfter,
+            hold_ms=rule.holdMs,
+            times=rule.times,
+            rate=rule.rate,
+            seed=rule.seed,
+            body=rule.body,
         )
         plan.faults.append(fault)
         return {"id": fault.id}

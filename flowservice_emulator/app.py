@@ -45,9 +45,14 @@ async def _render_http_error(request: Request, exc: StarletteHTTPException) -> J
     if not request.url.path.startswith(BASE_PATH):
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
     if exc.status_code == 404:
-        error = flow_error(FlowCode.NOT_FOUND, f"No Flow Service resource at {request.url.path}.",
-                           report={"type": "route"})
+        error = flow_error(
+            FlowCode.NOT_FOUND, f"No Flow Service resource at {request.url.path}.", report={"type": "route"}
+        )
     else:
-        error = flow_error(FlowCode.NOT_ENTITLED, f"{request.method} is not supported on {request.url.path}.",
-                           status=exc.status_code, title="Method Not Allowed")
+        error = flow_error(
+            FlowCode.NOT_ENTITLED,
+            f"{request.method} is not supported on {request.url.path}.",
+            status=exc.status_code,
+            title="Method Not Allowed",
+        )
     return JSONResponse(error.render(_request_id(request)), status_code=error.status)

@@ -94,8 +94,13 @@ def _sftp_password_auth(with_host: bool = True) -> JsonObject:
         "username": _string("The SFTP user name."),
         "password": _secret("The SFTP password."),
     }
-    return _auth("SFTP with Password", "Basic Authentication", "Authenticate with a password", props,
-                 ["domain", "username", "password"])
+    return _auth(
+        "SFTP with Password",
+        "Basic Authentication",
+        "Authenticate with a password",
+        props,
+        ["domain", "username", "password"],
+    )
 
 
 def _sftp_ssh_auth(with_host: bool = True) -> JsonObject:
@@ -107,17 +112,22 @@ def _sftp_ssh_auth(with_host: bool = True) -> JsonObject:
         "username": _string("The SFTP user name."),
         "sshKey": _secret("Base64-encoded private SSH key, without passphrase.", contentEncoding="base64"),
     }
-    return _auth("SFTP with SSH Key", "PublicKey", "Authenticate with an SSH key", props,
-                 ["domain", "username", "sshKey"])
+    return _auth(
+        "SFTP with SSH Key", "PublicKey", "Authenticate with an SSH key", props, ["domain", "username", "sshKey"]
+    )
 
 
 _CAMPAIGN_S3_AUTH = _auth(
-    "S3", "KeyBased", "Authenticate with an Amazon S3 access key",
+    "S3",
+    "KeyBased",
+    "Authenticate with an Amazon S3 access key",
     {"accessId": _string("The S3 access key id."), "secretKey": _secret("The S3 secret access key.")},
     ["accessId", "secretKey"],
 )
 _CAMPAIGN_BLOB_AUTH = _auth(
-    "Azure Blob", "ConnectionString", "Authenticate with an Azure Storage connection string",
+    "Azure Blob",
+    "ConnectionString",
+    "Authenticate with an Azure Storage connection string",
     {"connectionString": _secret("The Azure Blob Storage connection string.")},
     ["connectionString"],
 )
@@ -267,8 +277,9 @@ def _legacy_target_spec(location: JsonObject, mode: str, required: list[str]) ->
     }
 
 
-def _streaming_destination(name: str, category: str, auth_specs: list[JsonObject], target_props: JsonObject,
-                           target_required: list[str]) -> JsonObject:
+def _streaming_destination(
+    name: str, category: str, auth_specs: list[JsonObject], target_props: JsonObject, target_required: list[str]
+) -> JsonObject:
     return {
         "id": _invented_id(name),
         "name": name,
@@ -295,8 +306,14 @@ def _streaming_destination(name: str, category: str, auth_specs: list[JsonObject
     }
 
 
-def _source(spec_id: str, name: str, category: str, auth_specs: list[JsonObject], type_info: JsonObject | None = None,
-            provider_id: str = PLATFORM_PROVIDER_ID) -> JsonObject:
+def _source(
+    spec_id: str,
+    name: str,
+    category: str,
+    auth_specs: list[JsonObject],
+    type_info: JsonObject | None = None,
+    provider_id: str = PLATFORM_PROVIDER_ID,
+) -> JsonObject:
     spec: JsonObject = {
         "id": spec_id,
         "name": name,
@@ -316,8 +333,13 @@ def _source(spec_id: str, name: str, category: str, auth_specs: list[JsonObject]
 
 
 def _oauth_token_auth(token_name: str = "accessToken") -> JsonObject:
-    return _auth("OAuth2 Authorization Code", "OAuth2", "Authorize through the partner's OAuth consent screen",
-                 {token_name: _secret("The OAuth access token.")}, [token_name])
+    return _auth(
+        "OAuth2 Authorization Code",
+        "OAuth2",
+        "Authorize through the partner's OAuth consent screen",
+        {token_name: _secret("The OAuth access token.")},
+        [token_name],
+    )
 
 
 def _bearer_auth(param: str = "token") -> JsonObject:
@@ -330,19 +352,33 @@ PROFILE_TYPE_INFO: Final[JsonObject] = {"type": "ProfileFragments", "id": "ups"}
 
 def _build_connection_specs() -> list[JsonObject]:
     s3_access_key = _auth(
-        "Access Key", "KeyBased", "Authenticate with an access key and secret key",
+        "Access Key",
+        "KeyBased",
+        "Authenticate with an access key and secret key",
         {
             "s3AccessKey": _string("The S3 access key id.", pattern="^[A-Z2-7]{20}$"),
             "s3SecretKey": _secret("The S3 secret access key.", pattern="^[A-Za-z0-9\\/\\+]{40}$"),
         },
         ["s3AccessKey", "s3SecretKey"],
     )
-    s3_role = _auth("Assumed Role", "AssumedRole", "Authenticate by assuming an IAM role",
-                    {"s3Role": _string("The ARN of the role to assume.")}, ["s3Role"])
-    blob_connection_string = _auth("ConnectionString", "ConnectionString", "Azure Storage connection string",
-                                   {"connectionString": _secret("The connection string.")}, ["connectionString"])
+    s3_role = _auth(
+        "Assumed Role",
+        "AssumedRole",
+        "Authenticate by assuming an IAM role",
+        {"s3Role": _string("The ARN of the role to assume.")},
+        ["s3Role"],
+    )
+    blob_connection_string = _auth(
+        "ConnectionString",
+        "ConnectionString",
+        "Azure Storage connection string",
+        {"connectionString": _secret("The connection string.")},
+        ["connectionString"],
+    )
     legacy_sftp_basic = _auth(
-        "Basic Authentication for sftp", "Basic Authentication", "Authenticate with a password",
+        "Basic Authentication for sftp",
+        "Basic Authentication",
+        "Authenticate with a password",
         {"host": _string("The SFTP server."), "username": _string("User name."), "password": _secret("Password.")},
         ["host", "username", "password"],
     )
@@ -356,93 +392,234 @@ def _build_connection_specs() -> list[JsonObject]:
         _source(PROFILE_STORE, "Profile Store", "profile", [], PROFILE_TYPE_INFO),
         _source(DATA_LAKE, "Data Lake", "datalake", [], {"type": "Datasets", "id": "datalake"}),
         _source(_invented_id("Amazon S3 source"), "Amazon S3 (source)", "cloudStorage", [s3_access_key]),
-        _source(_invented_id("Salesforce source"), "Salesforce (source)", "crm", [_auth(
-            "Basic Authentication", "Basic Authentication", "User name, password and security token",
-            {"username": _string("User name."), "password": _secret("Password."),
-             "securityToken": _secret("Security token."), "environmentUrl": _string("Login URL.")},
-            ["username", "password", "securityToken"])]),
+        _source(
+            _invented_id("Salesforce source"),
+            "Salesforce (source)",
+            "crm",
+            [
+                _auth(
+                    "Basic Authentication",
+                    "Basic Authentication",
+                    "User name, password and security token",
+                    {
+                        "username": _string("User name."),
+                        "password": _secret("Password."),
+                        "securityToken": _secret("Security token."),
+                        "environmentUrl": _string("Login URL."),
+                    },
+                    ["username", "password", "securityToken"],
+                )
+            ],
+        ),
         _source(_invented_id("HTTP API source"), "HTTP API (streaming source)", "streaming", []),
         # Email marketing (§7.1, §7.3, §7.4).
-        _email_destination(ADOBE_CAMPAIGN, "Adobe Campaign",
-                           [_CAMPAIGN_S3_AUTH, _sftp_password_auth(), _sftp_ssh_auth(), _CAMPAIGN_BLOB_AUTH],
-                           ["S3", "FTP", "AZURE_BLOB"]),
+        _email_destination(
+            ADOBE_CAMPAIGN,
+            "Adobe Campaign",
+            [_CAMPAIGN_S3_AUTH, _sftp_password_auth(), _sftp_ssh_auth(), _CAMPAIGN_BLOB_AUTH],
+            ["S3", "FTP", "AZURE_BLOB"],
+        ),
         _email_destination(ORACLE_ELOQUA, "Oracle Eloqua", [_sftp_password_auth(), _sftp_ssh_auth()], ["FTP"]),
-        _email_destination(ORACLE_RESPONSYS, "Oracle Responsys", [_sftp_password_auth(), _sftp_ssh_auth()],
-                           ["FTP"]),
-        _email_destination(SALESFORCE_MARKETING_CLOUD, "Salesforce Marketing Cloud",
-                           [_sftp_password_auth(), _sftp_ssh_auth()], ["FTP"]),
+        _email_destination(ORACLE_RESPONSYS, "Oracle Responsys", [_sftp_password_auth(), _sftp_ssh_auth()], ["FTP"]),
+        _email_destination(
+            SALESFORCE_MARKETING_CLOUD, "Salesforce Marketing Cloud", [_sftp_password_auth(), _sftp_ssh_auth()], ["FTP"]
+        ),
         # Current cloud storage.
-        _cloud_destination(AMAZON_S3, "Amazon S3", [s3_access_key, s3_role],
-                           _file_target_spec(bucket_path, ["bucketName", "path"])),
-        _cloud_destination(SFTP, "SFTP", [_sftp_password_auth(with_host=False), _sftp_ssh_auth(with_host=False)],
-                           _file_target_spec({"remotePath": _string("The folder on the server.")}, ["remotePath"])),
-        _cloud_destination(AZURE_BLOB, "Azure Blob Storage", [blob_connection_string],
-                           _file_target_spec({"container": _string("Container."), "path": _string("Folder.")},
-                                             ["container", "path"])),
-        _cloud_destination(ADLS_GEN2, "Azure Data Lake Storage Gen2", [_auth(
-            "Azure Service Principal Auth", "ServicePrincipal", "Authenticate with a service principal",
-            {"url": _string("Storage URL."), "servicePrincipalId": _string("Client id."),
-             "servicePrincipalKey": _secret("Client secret."), "tenant": _string("Tenant id.")},
-            ["url", "servicePrincipalId", "servicePrincipalKey", "tenant"])],
-            _file_target_spec({"path": _string("Folder.")}, ["path"])),
+        _cloud_destination(
+            AMAZON_S3, "Amazon S3", [s3_access_key, s3_role], _file_target_spec(bucket_path, ["bucketName", "path"])
+        ),
+        _cloud_destination(
+            SFTP,
+            "SFTP",
+            [_sftp_password_auth(with_host=False), _sftp_ssh_auth(with_host=False)],
+            _file_target_spec({"remotePath": _string("The folder on the server.")}, ["remotePath"]),
+        ),
+        _cloud_destination(
+            AZURE_BLOB,
+            "Azure Blob Storage",
+            [blob_connection_string],
+            _file_target_spec({"container": _string("Container."), "path": _string("Folder.")}, ["container", "path"]),
+        ),
+        _cloud_destination(
+            ADLS_GEN2,
+            "Azure Data Lake Storage Gen2",
+            [
+                _auth(
+                    "Azure Service Principal Auth",
+                    "ServicePrincipal",
+                    "Authenticate with a service principal",
+                    {
+                        "url": _string("Storage URL."),
+                        "servicePrincipalId": _string("Client id."),
+                        "servicePrincipalKey": _secret("Client secret."),
+                        "tenant": _string("Tenant id."),
+                    },
+                    ["url", "servicePrincipalId", "servicePrincipalKey", "tenant"],
+                )
+            ],
+            _file_target_spec({"path": _string("Folder.")}, ["path"]),
+        ),
         # Data Landing Zone needs no auth (Part 2 §3).
-        _cloud_destination(DATA_LANDING_ZONE, "Data Landing Zone", [],
-                           _file_target_spec({"path": _string("Folder.")}, ["path"])),
-        _cloud_destination(GOOGLE_CLOUD_STORAGE, "Google Cloud Storage", [_auth(
-            "Google Cloud Storage authentication credentials", "HMAC", "HMAC access key",
-            {"accessKeyId": _string("Access key id."), "secretAccessKey": _secret("Secret.")},
-            ["accessKeyId", "secretAccessKey"])],
-            _file_target_spec(bucket_path, ["bucketName", "path"])),
+        _cloud_destination(
+            DATA_LANDING_ZONE, "Data Landing Zone", [], _file_target_spec({"path": _string("Folder.")}, ["path"])
+        ),
+        _cloud_destination(
+            GOOGLE_CLOUD_STORAGE,
+            "Google Cloud Storage",
+            [
+                _auth(
+                    "Google Cloud Storage authentication credentials",
+                    "HMAC",
+                    "HMAC access key",
+                    {"accessKeyId": _string("Access key id."), "secretAccessKey": _secret("Secret.")},
+                    ["accessKeyId", "secretAccessKey"],
+                )
+            ],
+            _file_target_spec(bucket_path, ["bucketName", "path"]),
+        ),
         # Legacy cloud storage, migrated by 2023-07-26 (§8.3) but still listed.
-        _cloud_destination(AMAZON_S3_LEGACY, "Amazon S3 (legacy)", [s3_access_key],
-                           _legacy_target_spec(bucket_path, "S3", ["bucketName", "path"]), legacy=True),
-        _cloud_destination(SFTP_LEGACY, "SFTP (legacy)", [legacy_sftp_basic, _sftp_ssh_auth()],
-                           _legacy_target_spec({"remotePath": _string("Folder.")}, "FTP", ["remotePath"]),
-                           legacy=True),
-        _cloud_destination(AZURE_BLOB_LEGACY, "Azure Blob Storage (legacy)", [blob_connection_string],
-                           _legacy_target_spec({"container": _string("Container."), "path": _string("Folder.")},
-                                               "AZURE_BLOB", ["container", "path"]), legacy=True),
+        _cloud_destination(
+            AMAZON_S3_LEGACY,
+            "Amazon S3 (legacy)",
+            [s3_access_key],
+            _legacy_target_spec(bucket_path, "S3", ["bucketName", "path"]),
+            legacy=True,
+        ),
+        _cloud_destination(
+            SFTP_LEGACY,
+            "SFTP (legacy)",
+            [legacy_sftp_basic, _sftp_ssh_auth()],
+            _legacy_target_spec({"remotePath": _string("Folder.")}, "FTP", ["remotePath"]),
+            legacy=True,
+        ),
+        _cloud_destination(
+            AZURE_BLOB_LEGACY,
+            "Azure Blob Storage (legacy)",
+            [blob_connection_string],
+            _legacy_target_spec(
+                {"container": _string("Container."), "path": _string("Folder.")}, "AZURE_BLOB", ["container", "path"]
+            ),
+            legacy=True,
+        ),
         # Streaming and advertising destinations (invented ids).
-        _streaming_destination("Amazon Kinesis", "cloudStorage", [_auth(
-            "Amazon Kinesis authentication", "KeyBased", "Access key",
-            {"accessKeyId": _string("Access key id."), "secretKey": _secret("Secret key."),
-             "region": _string("AWS region.")}, ["accessKeyId", "secretKey", "region"])],
-            {"stream": _string("Stream name."), "region": _string("Region.")}, ["stream", "region"]),
-        _streaming_destination("Azure Event Hubs", "cloudStorage", [_auth(
-            "SAS Key Authentication", "SharedAccessSignature", "Shared access key",
-            {"namespace": _string("Namespace."), "sasKeyName": _string("Key name."), "sasKey": _secret("Key.")},
-            ["namespace", "sasKeyName", "sasKey"])],
-            {"eventHubName": _string("Event hub.")}, ["eventHubName"]),
-        _streaming_destination("HTTP API", "streaming", [_bearer_auth(), _auth(
-            "None", "None", "No authentication", {}, [])],
-            {"httpEndpoint": _string("Endpoint URL.")}, ["httpEndpoint"]),
-        _streaming_destination("Google Customer Match", "advertising", [_oauth_token_auth()],
-                               {"accountId": _string("Google Ads account id.")}, ["accountId"]),
-        _streaming_destination("Facebook Custom Audience", "social", [_oauth_token_auth()],
-                               {"accountId": _string("Ad account id.")}, ["accountId"]),
-        _streaming_destination("LinkedIn Matched Audiences", "social", [_oauth_token_auth()],
-                               {"accountId": _string("Ad account id.")}, ["accountId"]),
-        _streaming_destination("The Trade Desk", "advertising", [],
-                               {"accountId": _string("Partner id."), "region": _string("Server region.")},
-                               ["accountId", "region"]),
-        _streaming_destination("Pinterest Customer List", "social", [_oauth_token_auth()],
-                               {"advertiserId": _string("Advertiser id.")}, ["advertiserId"]),
-        _streaming_destination("Marketo Engage", "emailMarketing", [_oauth_token_auth()],
-                               {"munchkinId": _string("Munchkin id.")}, ["munchkinId"]),
-        _streaming_destination("Salesforce CRM", "crm", [_auth(
-            "OAuth2 Client Credentials", "OAuth2", "Connected app credentials",
-            {"domain": _string("My domain."), "clientId": _string("Client id."),
-             "clientSecret": _secret("Client secret.")}, ["domain", "clientId", "clientSecret"])],
-            {"customerDataType": {"type": "string", "enum": ["Contact", "Lead"]}}, ["customerDataType"]),
-        _streaming_destination("Braze", "mobileEngagement", [_bearer_auth("apiKey")],
-                               {"endpointInstance": _string("Braze instance.")}, ["endpointInstance"]),
-        _streaming_destination("Microsoft Bing", "advertising", [_oauth_token_auth()],
-                               {"accountId": _string("Account id.")}, ["accountId"]),
+        _streaming_destination(
+            "Amazon Kinesis",
+            "cloudStorage",
+            [
+                _auth(
+                    "Amazon Kinesis authentication",
+                    "KeyBased",
+                    "Access key",
+                    {
+                        "accessKeyId": _string("Access key id."),
+                        "secretKey": _secret("Secret key."),
+                        "region": _string("AWS region."),
+                    },
+                    ["accessKeyId", "secretKey", "region"],
+                )
+            ],
+            {"stream": _string("Stream name."), "region": _string("Region.")},
+            ["stream", "region"],
+        ),
+        _streaming_destination(
+            "Azure Event Hubs",
+            "cloudStorage",
+            [
+                _auth(
+                    "SAS Key Authentication",
+                    "SharedAccessSignature",
+                    "Shared access key",
+                    {"namespace": _string("Namespace."), "sasKeyName": _string("Key name."), "sasKey": _secret("Key.")},
+                    ["namespace", "sasKeyName", "sasKey"],
+                )
+            ],
+            {"eventHubName": _string("Event hub.")},
+            ["eventHubName"],
+        ),
+        _streaming_destination(
+            "HTTP API",
+            "streaming",
+            [_bearer_auth(), _auth("None", "None", "No authentication", {}, [])],
+            {"httpEndpoint": _string("Endpoint URL.")},
+            ["httpEndpoint"],
+        ),
+        _streaming_destination(
+            "Google Customer Match",
+            "advertising",
+            [_oauth_token_auth()],
+            {"accountId": _string("Google Ads account id.")},
+            ["accountId"],
+        ),
+        _streaming_destination(
+            "Facebook Custom Audience",
+            "social",
+            [_oauth_token_auth()],
+            {"accountId": _string("Ad account id.")},
+            ["accountId"],
+        ),
+        _streaming_destination(
+            "LinkedIn Matched Audiences",
+            "social",
+            [_oauth_token_auth()],
+            {"accountId": _string("Ad account id.")},
+            ["accountId"],
+        ),
+        _streaming_destination(
+            "The Trade Desk",
+            "advertising",
+            [],
+            {"accountId": _string("Partner id."), "region": _string("Server region.")},
+            ["accountId", "region"],
+        ),
+        _streaming_destination(
+            "Pinterest Customer List",
+            "social",
+            [_oauth_token_auth()],
+            {"advertiserId": _string("Advertiser id.")},
+            ["advertiserId"],
+        ),
+        _streaming_destination(
+            "Marketo Engage",
+            "emailMarketing",
+            [_oauth_token_auth()],
+            {"munchkinId": _string("Munchkin id.")},
+            ["munchkinId"],
+        ),
+        _streaming_destination(
+            "Salesforce CRM",
+            "crm",
+            [
+                _auth(
+                    "OAuth2 Client Credentials",
+                    "OAuth2",
+                    "Connected app credentials",
+                    {
+                        "domain": _string("My domain."),
+                        "clientId": _string("Client id."),
+                        "clientSecret": _secret("Client secret."),
+                    },
+                    ["domain", "clientId", "clientSecret"],
+                )
+            ],
+            {"customerDataType": {"type": "string", "enum": ["Contact", "Lead"]}},
+            ["customerDataType"],
+        ),
+        _streaming_destination(
+            "Braze",
+            "mobileEngagement",
+            [_bearer_auth("apiKey")],
+            {"endpointInstance": _string("Braze instance.")},
+            ["endpointInstance"],
+        ),
+        _streaming_destination(
+            "Microsoft Bing", "advertising", [_oauth_token_auth()], {"accountId": _string("Account id.")}, ["accountId"]
+        ),
     ]
 
 
-def _flow_spec(spec_id: str, name: str, sources: list[str], targets: list[str], *, destination: bool,
-               frequency: str = "batch") -> JsonObject:
+def _flow_spec(
+    spec_id: str, name: str, sources: list[str], targets: list[str], *, destination: bool, frequency: str = "batch"
+) -> JsonObject:
     return {
         "id": spec_id,
         "name": name,
@@ -465,36 +642,80 @@ def _build_flow_specs(connection_specs: list[JsonObject]) -> list[JsonObject]:
     both_sources = [PROFILE_STORE, DATA_LAKE]
     return [
         # Email marketing and legacy cloud storage (§7.2): the tutorial looks for names beginning "upsTo".
-        _flow_spec(UPS_TO_CAMPAIGN, "upsToCampaign", [PROFILE_STORE],
-                   [ADOBE_CAMPAIGN, ORACLE_ELOQUA, AMAZON_S3_LEGACY, SFTP_LEGACY, AZURE_BLOB_LEGACY],
-                   destination=True),
+        _flow_spec(
+            UPS_TO_CAMPAIGN,
+            "upsToCampaign",
+            [PROFILE_STORE],
+            [ADOBE_CAMPAIGN, ORACLE_ELOQUA, AMAZON_S3_LEGACY, SFTP_LEGACY, AZURE_BLOB_LEGACY],
+            destination=True,
+        ),
         _flow_spec(UPS_TO_RESPONSYS, "upsToResponsys", [PROFILE_STORE], [ORACLE_RESPONSYS], destination=True),
-        _flow_spec(UPS_TO_SFMC, "upsToSalesforceMarketingCloud", [PROFILE_STORE], [SALESFORCE_MARKETING_CLOUD],
-                   destination=True),
+        _flow_spec(
+            UPS_TO_SFMC,
+            "upsToSalesforceMarketingCloud",
+            [PROFILE_STORE],
+            [SALESFORCE_MARKETING_CLOUD],
+            destination=True,
+        ),
         # New cloud-storage audience exports; ADLS, DLZ and GCS share their flow spec with dataset exports.
-        _flow_spec("1a0514a6-33d4-4c7f-aff8-594799c47549", "upsToAmazonS3", [PROFILE_STORE], [AMAZON_S3],
-                   destination=True),
-        _flow_spec("752d422f-b16f-4f0d-b1c6-26e448e3b388", "upsToAzureBlob", [PROFILE_STORE], [AZURE_BLOB],
-                   destination=True),
+        _flow_spec(
+            "1a0514a6-33d4-4c7f-aff8-594799c47549", "upsToAmazonS3", [PROFILE_STORE], [AMAZON_S3], destination=True
+        ),
+        _flow_spec(
+            "752d422f-b16f-4f0d-b1c6-26e448e3b388", "upsToAzureBlob", [PROFILE_STORE], [AZURE_BLOB], destination=True
+        ),
         _flow_spec("fd36aaa4-bf2b-43fb-9387-43785eeeb799", "upsToSftp", [PROFILE_STORE], [SFTP], destination=True),
-        _flow_spec("17be2013-2549-41ce-96e7-a70363bec293", "exportToAdlsGen2", both_sources, [ADLS_GEN2],
-                   destination=True),
-        _flow_spec("cd2fc47e-e838-4f38-a581-8fff2f99b63a", "exportToDataLandingZone", both_sources,
-                   [DATA_LANDING_ZONE], destination=True),
-        _flow_spec("585c15c4-6cbf-4126-8f87-e26bff78b657", "exportToGoogleCloudStorage", both_sources,
-                   [GOOGLE_CLOUD_STORAGE], destination=True),
+        _flow_spec(
+            "17be2013-2549-41ce-96e7-a70363bec293", "exportToAdlsGen2", both_sources, [ADLS_GEN2], destination=True
+        ),
+        _flow_spec(
+            "cd2fc47e-e838-4f38-a581-8fff2f99b63a",
+            "exportToDataLandingZone",
+            both_sources,
+            [DATA_LANDING_ZONE],
+            destination=True,
+        ),
+        _flow_spec(
+            "585c15c4-6cbf-4126-8f87-e26bff78b657",
+            "exportToGoogleCloudStorage",
+            both_sources,
+            [GOOGLE_CLOUD_STORAGE],
+            destination=True,
+        ),
         # Dataset exports.
-        _flow_spec("269ba276-16fc-47db-92b0-c1049a3c131f", "datasetExportToAmazonS3", [DATA_LAKE], [AMAZON_S3],
-                   destination=True),
-        _flow_spec("95bd8965-fc8a-4119-b9c3-944c2c2df6d2", "datasetExportToAzureBlob", [DATA_LAKE], [AZURE_BLOB],
-                   destination=True),
-        _flow_spec("354d6aad-4754-46e4-a576-1b384561c440", "datasetExportToSftp", [DATA_LAKE], [SFTP],
-                   destination=True),
+        _flow_spec(
+            "269ba276-16fc-47db-92b0-c1049a3c131f",
+            "datasetExportToAmazonS3",
+            [DATA_LAKE],
+            [AMAZON_S3],
+            destination=True,
+        ),
+        _flow_spec(
+            "95bd8965-fc8a-4119-b9c3-944c2c2df6d2",
+            "datasetExportToAzureBlob",
+            [DATA_LAKE],
+            [AZURE_BLOB],
+            destination=True,
+        ),
+        _flow_spec(
+            "354d6aad-4754-46e4-a576-1b384561c440", "datasetExportToSftp", [DATA_LAKE], [SFTP], destination=True
+        ),
         # Invented: streaming audience activation and one ingestion flow.
-        _flow_spec(_invented_id("upsToStreamingDestination"), "upsToStreamingDestination", [PROFILE_STORE],
-                   streaming_targets, destination=True, frequency="streaming"),
-        _flow_spec(_invented_id("CloudStorageToAEP"), "CloudStorageToAEP",
-                   [_invented_id("Amazon S3 source")], [DATA_LAKE], destination=False),
+        _flow_spec(
+            _invented_id("upsToStreamingDestination"),
+            "upsToStreamingDestination",
+            [PROFILE_STORE],
+            streaming_targets,
+            destination=True,
+            frequency="streaming",
+        ),
+        _flow_spec(
+            _invented_id("CloudStorageToAEP"),
+            "CloudStorageToAEP",
+            [_invented_id("Amazon S3 source")],
+            [DATA_LAKE],
+            destination=False,
+        ),
     ]
 
 

@@ -11,17 +11,24 @@ from .config import EmulatorConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="flowservice-emulator",
-                                     description="Emulate Adobe IMS and the Flow Service API.")
+    parser = argparse.ArgumentParser(
+        prog="flowservice-emulator", description="Emulate Adobe IMS and the Flow Service API."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
-    parser.add_argument("--token-lifetime", type=int, default=86399, metavar="SECONDS",
-                        help="expires_in of issued tokens (default: 86399)")
+    parser.add_argument(
+        "--token-lifetime",
+        type=int,
+        default=86399,
+        metavar="SECONDS",
+        help="expires_in of issued tokens (default: 86399)",
+    )
     parser.add_argument("--client-id", help="only issue tokens to this client id")
     parser.add_argument("--client-secret", help="only issue tokens for this client secret")
     parser.add_argument("--org-id", help="only accept this x-gw-ims-org-id (default: any)")
-    parser.add_argument("--log-level", default="info",
-                        choices=["critical", "error", "warning", "info", "debug", "trace"])
+    parser.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug", "trace"]
+    )
     return parser.parse_args(argv)
 
 
@@ -33,5 +40,6 @@ def main(argv: list[str] | None = None) -> None:
         client_secret=args.client_secret,
         org_id=args.org_id,
     )
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=args.log_level,
-                lifespan="off", backlog=4096)
+    uvicorn.run(
+        create_app(config), host=args.host, port=args.port, log_level=args.log_level, lifespan="off", backlog=4096
+    )

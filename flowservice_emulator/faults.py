@@ -23,7 +23,7 @@ FailureKind = Literal["error", "timeout", "drop"]
 def _path_matches(pattern: str, path: str) -> bool:
     candidates = [path]
     if path.startswith(BASE_PATH):
-        candidates.insert(0, path[len(BASE_PATH):] or "/")
+        candidates.insert(0, path[len(BASE_PATH) :] or "/")
     return any(fnmatchcase(candidate, pattern) for candidate in candidates)
 
 
@@ -74,10 +74,21 @@ class FaultRule:
 
     def describe(self) -> JsonObject:
         return {
-            "id": self.id, "method": self.method, "path": self.path, "bodyContains": self.body_contains,
-            "mode": self.mode, "status": self.status, "retryAfter": self.retry_after, "failure": self.failure,
-            "holdMs": self.hold_ms, "times": self.times, "rate": self.rate, "seed": self.seed, "body": self.body,
-            "remaining": self.remaining, "fired": self.fired,
+            "id": self.id,
+            "method": self.method,
+            "path": self.path,
+            "bodyContains": self.body_contains,
+            "mode": self.mode,
+            "status": self.status,
+            "retryAfter": self.retry_after,
+            "failure": self.failure,
+            "holdMs": self.hold_ms,
+            "times": self.times,
+            "rate": self.rate,
+            "seed": self.seed,
+            "body": self.body,
+            "remaining": self.remaining,
+            "fired": self.fired,
         }
 
 
@@ -90,8 +101,13 @@ class LatencyRule:
     random_ms: int
 
     def describe(self) -> JsonObject:
-        return {"id": self.id, "method": self.method, "path": self.path, "fixedMs": self.fixed_ms,
-                "randomMs": self.random_ms}
+        return {
+            "id": self.id,
+            "method": self.method,
+            "path": self.path,
+            "fixedMs": self.fixed_ms,
+            "randomMs": self.random_ms,
+        }
 
 
 class FaultPlan:

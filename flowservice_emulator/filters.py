@@ -38,9 +38,11 @@ class Filter:
     def parse(cls, expression: str) -> Filter:
         match = _OPERATOR.match(expression.strip())
         if match is None:
-            raise flow_error(FlowCode.BAD_FILTER_OPERATOR,
-                             f"Invalid property filter '{expression}': expected <field><operator><value> with an "
-                             "operator among ==, !=, >=, <=, >, <.")
+            raise flow_error(
+                FlowCode.BAD_FILTER_OPERATOR,
+                f"Invalid property filter '{expression}': expected <field><operator><value> with an "
+                "operator among ==, !=, >=, <=, >, <.",
+            )
         path = tuple(segment.removesuffix("[]") for segment in match["path"].split("."))
         if any(not segment for segment in path):
             raise flow_error(FlowCode.BAD_FILTER_OPERATOR, f"Invalid property path in filter '{expression}'.")
@@ -83,9 +85,7 @@ class Page:
     count: int | None = None
 
 
-def parse_query(
-    params: Sequence[tuple[str, str]], *, sortable: frozenset[str], default_order: str | None
-) -> ListQuery:
+def parse_query(params: Sequence[tuple[str, str]], *, sortable: frozenset[str], default_order: str | None) -> ListQuery:
     """Build the query from the raw parameters, resuming a continuation token when one is given."""
     filters = [value for name, value in params if name == "property"]
     raw = dict(params)
@@ -94,8 +94,9 @@ def parse_query(
     limit: int | None = None
     if "limit" in raw:
         if count:
-            raise flow_error(FlowCode.LIMIT_WITH_COUNT,
-                             "The query parameters 'limit' and 'count' cannot be used together.")
+            raise flow_error(
+                FlowCode.LIMIT_WITH_COUNT, "The query parameters 'limit' and 'count' cannot be used together."
+            )
         limit = _parse_limit(raw["limit"])
     after = None
     if "continuationToken" in raw:
@@ -143,8 +144,9 @@ def _ordering(expression: str, sortable: frozenset[str]) -> Ordering:
     descending = text.startswith("-")
     name = text.lstrip("+-").strip()
     if name not in sortable:
-        raise flow_error(FlowCode.BAD_ORDERBY,
-                         f"Invalid orderby field '{name}'. Sortable fields: {', '.join(sorted(sortable))}.")
+        raise flow_error(
+            FlowCode.BAD_ORDERBY, f"Invalid orderby field '{name}'. Sortable fields: {', '.join(sorted(sortable))}."
+        )
     return Ordering(name, descending)
 
 
@@ -154,8 +156,10 @@ def _parse_limit(raw: str) -> int:
     except ValueError:
         raise flow_error(FlowCode.BAD_QUERY_PARAM, f"Invalid value '{raw}' for query parameter 'limit'.") from None
     if not 1 <= limit <= MAX_LIMIT:
-        raise flow_error(FlowCode.BAD_QUERY_PARAM,
-                         f"Invalid value '{raw}' for query parameter 'limit': it must be between 1 and {MAX_LIMIT}.")
+        raise flow_error(
+            FlowCode.BAD_QUERY_PARAM,
+            f"Invalid value '{raw}' for query parameter 'limit': it must be between 1 and {MAX_LIMIT}.",
+        )
     return limit
 
 

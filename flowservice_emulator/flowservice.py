@@ -76,8 +76,7 @@ def build_router() -> APIRouter:
         # Adobe's Sources spec writes base-connection PATCH and DELETE with a trailing slash; accept both.
         for suffix in ("", "/"):
             router.add_api_route(f"/{kind}/{{resource_id}}{suffix}", _patch(kind), methods=["PATCH"])
-            router.add_api_route(f"/{kind}/{{resource_id}}{suffix}", _delete(kind), methods=["DELETE"],
-                                 status_code=202)
+            router.add_api_route(f"/{kind}/{{resource_id}}{suffix}", _delete(kind), methods=["DELETE"], status_code=202)
     return router
 
 

@@ -40,20 +40,22 @@ class RequestHistory:
         if "authorization" in request_headers:
             request_headers["authorization"] = "Bearer ***"
         is_ims = path == IMS_TOKEN_PATH
-        self._entries.append({
-            "seq": next(self._seq),
-            "time": time.time(),
-            "method": method,
-            "path": path,
-            "query": _scrub_query(query) if is_ims else query,
-            "headers": request_headers,
-            "body": _parse_body(body, request_headers.get("content-type", ""), scrub_secret=is_ims),
-            "status": status,
-            "responseHeaders": _headers(response_headers),
-            "responseBody": _parse_json(response_body),
-            "fault": fault,
-            "sandbox": sandbox,
-        })
+        self._entries.append(
+            {
+                "seq": next(self._seq),
+                "time": time.time(),
+                "method": method,
+                "path": path,
+                "query": _scrub_query(query) if is_ims else query,
+                "headers": request_headers,
+                "body": _parse_body(body, request_headers.get("content-type", ""), scrub_secret=is_ims),
+                "status": status,
+                "responseHeaders": _headers(response_headers),
+                "responseBody": _parse_json(response_body),
+                "fault": fault,
+                "sandbox": sandbox,
+            }
+        )
 
     def entries(self, since: int = 0) -> list[JsonObject]:
         return [entry for entry in self._entries if entry["seq"] >= since]

@@ -14,8 +14,21 @@ MASK: Final = "***"
 # Params that are secret whatever the auth spec says: a safety net for auth specs that were patched to a
 # name the catalog does not know.
 _ALWAYS_SECRET: Final = frozenset(
-    {"password", "secretKey", "sshKey", "s3SecretKey", "connectionString", "secretAccessKey", "sasKey",
-     "servicePrincipalKey", "accessToken", "token", "apiKey", "clientSecret", "securityToken"}
+    {
+        "password",
+        "secretKey",
+        "sshKey",
+        "s3SecretKey",
+        "connectionString",
+        "secretAccessKey",
+        "sasKey",
+        "servicePrincipalKey",
+        "accessToken",
+        "token",
+        "apiKey",
+        "clientSecret",
+        "securityToken",
+    }
 )
 
 
@@ -27,6 +40,7 @@ def mask_resource(doc: JsonObject, catalog: Catalog) -> JsonObject:
         return masked
     spec_id = str((masked.get("connectionSpec") or {}).get("id", ""))
     secret = catalog.secret_params(spec_id, str(auth.get("specName", ""))) | _ALWAYS_SECRET
-    auth["params"] = {name: (MASK if name in secret and value is not None else value)
-                      for name, value in auth["params"].items()}
+    auth["params"] = {
+        name: (MASK if name in secret and value is not None else value) for name, value in auth["params"].items()
+    }
     return masked

@@ -95,8 +95,14 @@ class EmulatorMiddleware:
         await self.app(scope, replay, capture)
         return captured
 
-    def _record(self, scope: Scope, headers: list[tuple[bytes, bytes]], body: bytes,
-                response: CapturedResponse | None, fault: FaultRule | None) -> None:
+    def _record(
+        self,
+        scope: Scope,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        response: CapturedResponse | None,
+        fault: FaultRule | None,
+    ) -> None:
         path: str = scope["path"]
         sandbox = None
         if path.startswith(BASE_PATH):

@@ -35,13 +35,37 @@ _WRITABLE: Final[dict[str, tuple[str, ...]]] = {
     "connections": ("name", "description", "connectionSpec", "auth"),
     "sourceConnections": ("name", "description", "baseConnectionId", "connectionSpec", "data", "params"),
     "targetConnections": ("name", "description", "baseConnectionId", "connectionSpec", "data", "params"),
-    "flows": ("name", "description", "flowSpec", "sourceConnectionIds", "targetConnectionIds", "transformations",
-              "scheduleParams"),
+    "flows": (
+        "name",
+        "description",
+        "flowSpec",
+        "sourceConnectionIds",
+        "targetConnectionIds",
+        "transformations",
+        "scheduleParams",
+    ),
 }
 _SERVER_MANAGED: Final = frozenset(
-    {"id", "createdAt", "updatedAt", "createdBy", "updatedBy", "createdClient", "updatedClient", "sandboxId",
-     "sandboxName", "imsOrgId", "etag", "version", "inheritedAttributes", "typeInfo", "runs", "lastOperation",
-     "state", "flowSpec"}
+    {
+        "id",
+        "createdAt",
+        "updatedAt",
+        "createdBy",
+        "updatedBy",
+        "createdClient",
+        "updatedClient",
+        "sandboxId",
+        "sandboxName",
+        "imsOrgId",
+        "etag",
+        "version",
+        "inheritedAttributes",
+        "typeInfo",
+        "runs",
+        "lastOperation",
+        "state",
+        "flowSpec",
+    }
 )
 _PATCH_OPS: Final = frozenset({"add", "replace", "remove"})
 
@@ -109,12 +133,13 @@ class ResourceService:
 
     def patch(self, kind: str, caller: Caller, resource_id: str, if_match: str | None, body: Any) -> JsonObject:
         if if_match is None:
-            raise flow_error(FlowCode.IF_MATCH_MISSING,
-                             "The header 'If-Match' is missing. Provide the etag of the entity, in double quotes.")
+            raise flow_error(
+                FlowCode.IF_MATCH_MISSING,
+                "The header 'If-Match' is missing. Provide the etag of the entity, in double quotes.",
+            )
         current = self._require(kind, caller, resource_id)
         if if_match != current["etag"]:
-            message = (f"Supplied version=[{if_match}] does not match the current version on "
-                       f"entity=[{current['etag']}]")
+            message = f"Supplied version=[{if_match}] does not match the current version on entity=[{current['etag']}]"
             raise flow_error(FlowCode.VERSION_MISMATCH, message)
         operations = _parse_patch(kind, body)
         try:
@@ -122,8 +147,9 @@ class ResourceService:
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
             raise flow_error(FlowCode.PATCH_INVALID, f"Patch instruction validation failed: {exc}") from None
         if not isinstance(patched, dict):
-            raise flow_error(FlowCode.PATCH_INVALID,
-                             "Patch instruction validation failed: the entity must stay an object.")
+            raise flow_error(
+                FlowCode.PATCH_INVALID, "Patch instruction validation failed: the entity must stay an object."
+            )
         try:
             self._validate(kind, caller, patched)
         except ApiError as exc:
@@ -132,8 +158,13 @@ class ResourceService:
         now = _now_ms()
         etag = new_etag()
         self._derive(kind, caller, patched, previous=current)
-        patched |= {"updatedAt": now, "updatedBy": caller.user, "updatedClient": caller.client_id,
-                    "version": etag, "etag": etag}
+        patched |= {
+            "updatedAt": now,
+            "updatedBy": caller.user,
+            "updatedClient": caller.client_id,
+            "version": etag,
+            "etag": etag,
+        }
         if kind == "flows":
             patched["lastOperation"] = _operation("update", now, operations)
         self.store.replace(kind, caller.sandbox, patched)
@@ -158,9 +189,15 @@ class ResourceService:
         flow = copy.deepcopy(self._require("flows", caller, flow_id))
         now = _now_ms()
         etag = new_etag()
-        flow |= {"state": states[op.upper()], "updatedAt": now, "updatedBy": caller.user,
-                 "updatedClient": caller.client_id, "version": etag, "etag": etag,
-                 "lastOperation": _operation(op.lower(), now, [])}
+        flow |= {
+            "state": states[op.upper()],
+            "updatedAt": now,
+            "updatedBy": caller.user,
+            "updatedClient": caller.client_id,
+            "version": etag,
+            "etag": etag,
+            "lastOperation": _operation(op.lower(), now, []),
+        }
         self.store.replace("flows", caller.sandbox, flow)
         return flow
 
@@ -222,8 +259,9 @@ class ResourceService:
             doc["inheritedAttributes"] = self._flow_inheritance(doc, lookup, previous)
             _enrich_selectors(doc, previous)
 
-    def _flow_inheritance(self, flow: JsonObject, lookup: Callable[[str, str], JsonObject | None],
-                          previous: JsonObject | None) -> JsonObject:
+    def _flow_inheritance(
+        self, flow: JsonObject, lookup: Callable[[str, str], JsonObject | None], previous: JsonObject | None
+    ) -> JsonObject:
         spec = self.catalog.flow_spec(flow["flowSpec"]["id"]) or {}
         inherited: JsonObject = {
             "properties": {"isDestinationFlow": bool(spec.get("attributes", {}).get("isDestinationFlow"))},
@@ -233,8 +271,11 @@ class ResourceService:
             for connection_id in flow[field]:
                 connection = lookup(kind, connection_id)
                 if connection is None:  # deleted since: keep the snapshot taken when it was linked
-                    summaries += [s for s in ((previous or {}).get("inheritedAttributes", {}).get(kind, []))
-                                  if s.get("id") == connection_id]
+                    summaries += [
+                        s
+                        for s in ((previous or {}).get("inheritedAttributes", {}).get(kind, []))
+                        if s.get("id") == connection_id
+                    ]
                     continue
                 summary: JsonObject = {"id": connection_id, "connectionSpec": dict(connection["connectionSpec"])}
                 summary |= copy.deepcopy(connection.get("inheritedAttributes", {}))
@@ -271,8 +312,10 @@ def _parse_patch(kind: str, body: Any) -> list[JsonObject]:
             raise flow_error(FlowCode.PATCH_INVALID, f"Patch instruction {index} must be an object.")
         op = str(instruction.get("op", "")).lower()
         if op not in _PATCH_OPS:
-            raise flow_error(FlowCode.BAD_PATCH_OP,
-                             f"Patch operation '{instruction.get('op')}' is not supported. Use add, replace or remove.")
+            raise flow_error(
+                FlowCode.BAD_PATCH_OP,
+                f"Patch operation '{instruction.get('op')}' is not supported. Use add, replace or remove.",
+            )
         path = instruction.get("path")
         if not isinstance(path, str) or not path.startswith("/"):
             raise flow_error(FlowCode.PATCH_INVALID, f"Patch instruction {index}: 'path' must be a JSON pointer.")

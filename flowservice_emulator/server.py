@@ -16,8 +16,9 @@ from .config import BASE_PATH, IMS_TOKEN_PATH, EmulatorConfig
 class EmulatorServer:
     """``with EmulatorServer() as server: httpx.get(server.flow_service_url + "/flowSpecs", ...)``."""
 
-    def __init__(self, config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0,
-                 log_level: str = "warning") -> None:
+    def __init__(
+        self, config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    ) -> None:
         self.config = config or EmulatorConfig()
         self.host = host
         self._requested_port = port
@@ -56,8 +57,9 @@ class EmulatorServer:
             timeout_graceful_shutdown=2,  # held "timeout" faults must not delay stop()
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=f"flowservice-emulator:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name=f"flowservice-emulator:{self.port}", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -79,6 +81,7 @@ class EmulatorServer:
     def __enter__(self) -> EmulatorServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.stop()

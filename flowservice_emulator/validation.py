@@ -78,18 +78,22 @@ def check_connection(body: JsonObject, catalog: Catalog) -> JsonObject:
     auth = body.get("auth")
     if auth is None:
         if auth_specs:
-            raise flow_error(FlowCode.MISSING_FIELD,
-                             f"Required field 'auth' is missing: connection spec '{spec['name']}' needs one of "
-                             f"the auth specs {[a['name'] for a in auth_specs]}.")
+            raise flow_error(
+                FlowCode.MISSING_FIELD,
+                f"Required field 'auth' is missing: connection spec '{spec['name']}' needs one of "
+                f"the auth specs {[a['name'] for a in auth_specs]}.",
+            )
         return spec
     if not isinstance(auth, dict):
         raise invalid("Field 'auth' must be an object with 'specName' and 'params'.")
     require(auth, "specName", where="auth")
     auth_spec = catalog.auth_spec(spec["id"], str(auth["specName"]))
     if auth_spec is None:
-        raise flow_error(FlowCode.AUTH_SPEC_NOT_FOUND,
-                         f"Auth spec name '{auth['specName']}' is not found for connection spec '{spec['id']}'. "
-                         f"Valid names: {[a['name'] for a in auth_specs]}.")
+        raise flow_error(
+            FlowCode.AUTH_SPEC_NOT_FOUND,
+            f"Auth spec name '{auth['specName']}' is not found for connection spec '{spec['id']}'. "
+            f"Valid names: {[a['name'] for a in auth_specs]}.",
+        )
     params = auth.get("params", {})
     if not isinstance(params, dict):
         raise invalid("Field 'auth.params' must be an object.")
@@ -133,8 +137,9 @@ def check_base_connection(body: JsonObject, spec: JsonObject, lookup: Lookup) ->
     if base is None:
         raise invalid(f"Base connection '{base_id}' does not exist in this sandbox.")
     if base["connectionSpec"]["id"] != spec["id"]:
-        raise invalid(f"Base connection '{base_id}' has connection spec '{base['connectionSpec']['id']}', "
-                      f"not '{spec['id']}'.")
+        raise invalid(
+            f"Base connection '{base_id}' has connection spec '{base['connectionSpec']['id']}', not '{spec['id']}'."
+        )
     return base
 
 
@@ -142,10 +147,12 @@ def check_flow(body: JsonObject, catalog: Catalog, lookup: Lookup) -> JsonObject
     check_name(body)
     flow_spec = check_spec_ref(body, "flowSpec", catalog.flow_spec)
     require(body, "sourceConnectionIds", "targetConnectionIds")
-    source_specs = _check_connection_ids(body, "sourceConnectionIds", "sourceConnections",
-                                         flow_spec["sourceConnectionSpecIds"], lookup)
-    _check_connection_ids(body, "targetConnectionIds", "targetConnections", flow_spec["targetConnectionSpecIds"],
-                          lookup)
+    source_specs = _check_connection_ids(
+        body, "sourceConnectionIds", "sourceConnections", flow_spec["sourceConnectionSpecIds"], lookup
+    )
+    _check_connection_ids(
+        body, "targetConnectionIds", "targetConnections", flow_spec["targetConnectionSpecIds"], lookup
+    )
     # Audience flows (from the Profile store) need transformations; dataset exports need scheduleParams.
     if PROFILE_STORE in source_specs:
         require(body, "transformations")
@@ -161,8 +168,9 @@ def check_flow(body: JsonObject, catalog: Catalog, lookup: Lookup) -> JsonObject
     return flow_spec
 
 
-def _check_connection_ids(body: JsonObject, field: str, kind: str, allowed_specs: list[str],
-                          lookup: Lookup) -> set[str]:
+def _check_connection_ids(
+    body: JsonObject, field: str, kind: str, allowed_specs: list[str], lookup: Lookup
+) -> set[str]:
     ids = body[field]
     if not isinstance(ids, list) or not ids or not all(isinstance(item, str) for item in ids):
         raise invalid(f"Field '{field}' must be a non-empty array of ids.")
@@ -173,8 +181,10 @@ def _check_connection_ids(body: JsonObject, field: str, kind: str, allowed_specs
             raise invalid(f"{kind} resource '{resource_id}' in '{field}' does not exist in this sandbox.")
         spec_id = connection["connectionSpec"]["id"]
         if spec_id not in allowed_specs:
-            raise invalid(f"{kind} resource '{resource_id}' has connection spec '{spec_id}', which the flow spec "
-                          f"does not allow (allowed: {allowed_specs}).")
+            raise invalid(
+                f"{kind} resource '{resource_id}' has connection spec '{spec_id}', which the flow spec "
+                f"does not allow (allowed: {allowed_specs})."
+            )
         specs.add(spec_id)
     return specs
 
@@ -197,8 +207,9 @@ def transformation_problems(transformations: Any) -> list[str]:
     return problems
 
 
-def _selector_list_problems(params: JsonObject, key: str, where: str,
-                            check: Callable[[Any, str], list[str]]) -> list[str]:
+def _selector_list_problems(
+    params: JsonObject, key: str, where: str, check: Callable[[Any, str], list[str]]
+) -> list[str]:
     if key not in params:
         return []
     container = params[key]

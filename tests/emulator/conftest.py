@@ -32,8 +32,15 @@ def http(server: EmulatorServer) -> Iterator[httpx.Client]:
 
 
 def issue_token(http: httpx.Client, client_id: str = CLIENT_ID, secret: str = "s3cr3t") -> str:
-    response = http.post("/ims/token/v3", data={"grant_type": "client_credentials", "client_id": client_id,
-                                                "client_secret": secret, "scope": "openid,AdobeID"})
+    response = http.post(
+        "/ims/token/v3",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": secret,
+            "scope": "openid,AdobeID",
+        },
+    )
     response.raise_for_status()
     return str(response.json()["access_token"])
 
@@ -49,8 +56,13 @@ class Api:
     extra: dict[str, str] = field(default_factory=dict)
 
     def headers(self, **overrides: str) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {self.token}", "x-api-key": self.client_id, "x-gw-ims-org-id": ORG,
-                   "x-request-id": str(uuid.uuid4()), **self.extra}
+        headers = {
+            "Authorization": f"Bearer {self.token}",
+            "x-api-key": self.client_id,
+            "x-gw-ims-org-id": ORG,
+            "x-request-id": str(uuid.uuid4()),
+            **self.extra,
+        }
         if self.sandbox is not None:
             headers["x-sandbox-name"] = self.sandbox
         headers.update(overrides)
@@ -92,8 +104,11 @@ def profile_base_body(name: str = "Profile store") -> dict[str, Any]:
 
 
 def campaign_s3_body(name: str = "Campaign S3") -> dict[str, Any]:
-    return {"name": name, "auth": {"specName": "S3", "params": {"accessId": "AKIAEXAMPLE", "secretKey": "shh"}},
-            "connectionSpec": spec_ref(ADOBE_CAMPAIGN)}
+    return {
+        "name": name,
+        "auth": {"specName": "S3", "params": {"accessId": "AKIAEXAMPLE", "secretKey": "shh"}},
+        "connectionSpec": spec_ref(ADOBE_CAMPAIGN),
+    }
 
 
 @dataclass
@@ -109,19 +124,42 @@ class Chain:
 def create_chain(api: Api) -> Chain:
     """Profile store → Adobe Campaign (S3) flow, the minimal chain of §8.1 steps 2-6."""
     source_base = api.create("connections", profile_base_body())["id"]
-    source = api.create("sourceConnections", {
-        "name": "source", "baseConnectionId": source_base, "connectionSpec": spec_ref(PROFILE_STORE),
-        "data": {"format": "CSV", "schema": None}, "params": {}})["id"]
+    source = api.create(
+        "sourceConnections",
+        {
+            "name": "source",
+            "baseConnectionId": source_base,
+            "connectionSpec": spec_ref(PROFILE_STORE),
+            "data": {"format": "CSV", "schema": None},
+            "params": {},
+        },
+    )["id"]
     destination_base = api.create("connections", campaign_s3_body())["id"]
-    target = api.create("targetConnections", {
-        "name": "target", "baseConnectionId": destination_base, "connectionSpec": spec_ref(ADOBE_CAMPAIGN),
-        "data": {"format": "json", "schema": {"id": "1.0", "version": "1.0"}},
-        "params": {"mode": "S3", "bucketName": "acme-exports", "path": "audiences", "format": "CSV"}})["id"]
-    flow = api.create("flows", {
-        "name": "flow", "flowSpec": spec_ref(UPS_TO_CAMPAIGN), "sourceConnectionIds": [source],
-        "targetConnectionIds": [target],
-        "transformations": [{"name": "GeneralTransform", "params": {
-            "segmentSelectors": {"selectors": []}, "profileSelectors": {"selectors": []}}}]})
+    target = api.create(
+        "targetConnections",
+        {
+            "name": "target",
+            "baseConnectionId": destination_base,
+            "connectionSpec": spec_ref(ADOBE_CAMPAIGN),
+            "data": {"format": "json", "schema": {"id": "1.0", "version": "1.0"}},
+            "params": {"mode": "S3", "bucketName": "acme-exports", "path": "audiences", "format": "CSV"},
+        },
+    )["id"]
+    flow = api.create(
+        "flows",
+        {
+            "name": "flow",
+            "flowSpec": spec_ref(UPS_TO_CAMPAIGN),
+            "sourceConnectionIds": [source],
+            "targetConnectionIds": [target],
+            "transformations": [
+                {
+                    "name": "GeneralTransform",
+                    "params": {"segmentSelectors": {"selectors": []}, "profileSelectors": {"selectors": []}},
+                }
+            ],
+        },
+    )
     return Chain(source_base, source, destination_base, target, flow["id"], flow["etag"])
 
 

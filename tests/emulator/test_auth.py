@@ -66,15 +66,22 @@ def test_bodies_must_be_application_json(api: Api, content_type: str | None) -> 
         headers["Content-Type"] = content_type
     response = api.http.post(BASE + "/connections", content=b'{"name": "x"}', headers=headers)
     assert response.status_code == 400
-    assert response.json() == {"type": "/placeholder/type/uri", "status": 400, "title": "BadRequestError",
-                               "detail": "A valid content-type must be specified"}
+    assert response.json() == {
+        "type": "/placeholder/type/uri",
+        "status": 400,
+        "title": "BadRequestError",
+        "detail": "A valid content-type must be specified",
+    }
 
 
 def test_json_content_type_with_charset_is_accepted(api: Api) -> None:
     import json
 
-    response = api.http.post(BASE + "/connections", content=json.dumps(profile_base_body()).encode(),
-                             headers=api.headers(**{"Content-Type": "application/json; charset=utf-8"}))
+    response = api.http.post(
+        BASE + "/connections",
+        content=json.dumps(profile_base_body()).encode(),
+        headers=api.headers(**{"Content-Type": "application/json; charset=utf-8"}),
+    )
     assert response.status_code == 201
 
 
@@ -90,8 +97,10 @@ def test_every_response_carries_a_request_id(api: Api) -> None:
 
 
 def test_ims_token_shape_and_default_lifetime(http: httpx.Client) -> None:
-    response = http.post("/ims/token/v3", data={"grant_type": "client_credentials", "client_id": "a",
-                                                "client_secret": "b", "scope": "openid"})
+    response = http.post(
+        "/ims/token/v3",
+        data={"grant_type": "client_credentials", "client_id": "a", "client_secret": "b", "scope": "openid"},
+    )
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"access_token", "token_type", "expires_in"}
@@ -99,11 +108,14 @@ def test_ims_token_shape_and_default_lifetime(http: httpx.Client) -> None:
     assert body["expires_in"] == 86399
 
 
-@pytest.mark.parametrize(("form", "error"), [
-    ({"client_id": "a", "client_secret": "b"}, "invalid_request"),
-    ({"grant_type": "password", "client_id": "a", "client_secret": "b"}, "unsupported_grant_type"),
-    ({"grant_type": "client_credentials", "client_secret": "b"}, "invalid_request"),
-])
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        ({"client_id": "a", "client_secret": "b"}, "invalid_request"),
+        ({"grant_type": "password", "client_id": "a", "client_secret": "b"}, "unsupported_grant_type"),
+        ({"grant_type": "client_credentials", "client_secret": "b"}, "invalid_request"),
+    ],
+)
 def test_ims_rejects_malformed_requests(http: httpx.Client, form: dict[str, str], error: str) -> None:
     response = http.post("/ims/token/v3", data=form)
     assert response.status_code == 400
@@ -119,23 +131,43 @@ def test_ims_history_never_records_the_client_secret(api: Api) -> None:
 
 @pytest.fixture(scope="module")
 def strict_server() -> Iterator[EmulatorServer]:
-    config = EmulatorConfig(client_id="fixed-id", client_secret="fixed-secret", token_lifetime_seconds=1,
-                            org_id=ORG)
+    config = EmulatorConfig(client_id="fixed-id", client_secret="fixed-secret", token_lifetime_seconds=1, org_id=ORG)
     with EmulatorServer(config) as running:
         yield running
 
 
 def test_fixed_credentials_refuse_other_clients(strict_server: EmulatorServer) -> None:
     with httpx.Client(base_url=strict_server.url) as http:
-        wrong_secret = http.post("/ims/token/v3", data={"grant_type": "client_credentials", "client_id": "fixed-id",
-                                                        "client_secret": "guess", "scope": "openid"})
+        wrong_secret = http.post(
+            "/ims/token/v3",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "fixed-id",
+                "client_secret": "guess",
+                "scope": "openid",
+            },
+        )
         assert wrong_secret.status_code == 401
         assert wrong_secret.json()["error"] == "invalid_client"
-        wrong_id = http.post("/ims/token/v3", data={"grant_type": "client_credentials", "client_id": "other",
-                                                    "client_secret": "fixed-secret", "scope": "openid"})
+        wrong_id = http.post(
+            "/ims/token/v3",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "other",
+                "client_secret": "fixed-secret",
+                "scope": "openid",
+            },
+        )
         assert wrong_id.status_code == 401
-        right = http.post("/ims/token/v3", data={"grant_type": "client_credentials", "client_id": "fixed-id",
-                                                 "client_secret": "fixed-secret", "scope": "openid"})
+        right = http.post(
+            "/ims/token/v3",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "fixed-id",
+                "client_secret": "fixed-secret",
+                "scope": "openid",
+            },
+        )
         assert right.status_code == 200
 
 
@@ -143,8 +175,13 @@ def test_configured_token_lifetime_is_enforced(strict_server: EmulatorServer) ->
     with httpx.Client(base_url=strict_server.url) as http:
         token = issue_token(http, "fixed-id", "fixed-secret")
         api = Api(http, token, client_id="fixed-id")
-        assert http.post("/ims/token/v3", data={"grant_type": "client_credentials", "client_id": "fixed-id",
-                                                "client_secret": "fixed-secret"}).json()["expires_in"] == 1
+        assert (
+            http.post(
+                "/ims/token/v3",
+                data={"grant_type": "client_credentials", "client_id": "fixed-id", "client_secret": "fixed-secret"},
+            ).json()["expires_in"]
+            == 1
+        )
         assert api.get("/flows").status_code == 200
         time.sleep(1.1)
         assert api.get("/flows").status_code == 401

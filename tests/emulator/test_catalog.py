@@ -43,8 +43,10 @@ def test_filter_by_name_and_by_id(api: Api) -> None:
     assert [spec["id"] for spec in by_name] == [ADOBE_CAMPAIGN]
     either = api.get("/connectionSpecs", {"property": f"id=={ORACLE_ELOQUA},{ORACLE_RESPONSYS}"}).json()["items"]
     assert {spec["id"] for spec in either} == {ORACLE_ELOQUA, ORACLE_RESPONSYS}
-    both = api.get("/connectionSpecs", [("property", "attributes.category==emailMarketing"),
-                                        ("property", "attributes.isDestination==true")]).json()["items"]
+    both = api.get(
+        "/connectionSpecs",
+        [("property", "attributes.category==emailMarketing"), ("property", "attributes.isDestination==true")],
+    ).json()["items"]
     assert {spec["id"] for spec in both} >= set(EMAIL_DESTINATIONS)
     assert all(spec["attributes"]["category"] == "emailMarketing" for spec in both)
 
@@ -85,10 +87,15 @@ def test_profile_store_is_a_source(api: Api) -> None:
     assert spec["authSpec"] == []
 
 
-@pytest.mark.parametrize(("flow_spec", "target"), [
-    (UPS_TO_CAMPAIGN, ADOBE_CAMPAIGN), (UPS_TO_CAMPAIGN, ORACLE_ELOQUA),
-    (UPS_TO_RESPONSYS, ORACLE_RESPONSYS), (UPS_TO_SFMC, SALESFORCE_MARKETING_CLOUD),
-])
+@pytest.mark.parametrize(
+    ("flow_spec", "target"),
+    [
+        (UPS_TO_CAMPAIGN, ADOBE_CAMPAIGN),
+        (UPS_TO_CAMPAIGN, ORACLE_ELOQUA),
+        (UPS_TO_RESPONSYS, ORACLE_RESPONSYS),
+        (UPS_TO_SFMC, SALESFORCE_MARKETING_CLOUD),
+    ],
+)
 def test_flow_specs_link_profile_store_to_email_destinations(api: Api, flow_spec: str, target: str) -> None:
     spec = _one(api, f"/flowSpecs/{flow_spec}")
     assert spec["sourceConnectionSpecIds"] == [PROFILE_STORE]

@@ -14,10 +14,12 @@ from .conftest import BASE, Api, profile_base_body
 async def _create_all(server: EmulatorServer, headers: dict[str, str], count: int) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=count)
     async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as client:
-        return await asyncio.gather(*(
-            client.post(BASE + "/connections", json=profile_base_body(f"concurrent-{i}"), headers=headers)
-            for i in range(count)
-        ))
+        return await asyncio.gather(
+            *(
+                client.post(BASE + "/connections", json=profile_base_body(f"concurrent-{i}"), headers=headers)
+                for i in range(count)
+            )
+        )
 
 
 def test_200_concurrent_creates(server: EmulatorServer, api: Api) -> None:
@@ -42,12 +44,16 @@ def test_concurrent_patches_with_the_same_etag_only_one_wins(server: EmulatorSer
 
     async def patch_all() -> list[int]:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-            responses = await asyncio.gather(*(
-                client.patch(f"{BASE}/connections/{created['id']}",
-                             json=[{"op": "replace", "path": "/name", "value": f"n{i}"}],
-                             headers={**api.headers(), "If-Match": created["etag"]})
-                for i in range(20)
-            ))
+            responses = await asyncio.gather(
+                *(
+                    client.patch(
+                        f"{BASE}/connections/{created['id']}",
+                        json=[{"op": "replace", "path": "/name", "value": f"n{i}"}],
+                        headers={**api.headers(), "If-Match": created["etag"]},
+                    )
+                    for i in range(20)
+                )
+            )
         return [response.status_code for response in responses]
 
     statuses = asyncio.run(patch_all())

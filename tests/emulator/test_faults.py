@@ -56,8 +56,9 @@ def test_error_fault_n_times_then_success_without_touching_state(api: Api) -> No
     listed = api.http.get("/_emulator/faults").json()["items"]
     assert listed[0]["id"] == fault_id and listed[0]["remaining"] == 0 and listed[0]["fired"] == 2
     history = api.http.get("/_emulator/requests").json()["items"]
-    assert [entry["fault"] for entry in history if entry["method"] == "POST" and entry["path"].endswith(
-        "/connections")] == [fault_id, fault_id, None]
+    assert [
+        entry["fault"] for entry in history if entry["method"] == "POST" and entry["path"].endswith("/connections")
+    ] == [fault_id, fault_id, None]
 
 
 def test_429_carries_retry_after(api: Api) -> None:
@@ -98,8 +99,7 @@ def test_rate_with_seed_is_deterministic(api: Api) -> None:
 
 @pytest.mark.parametrize("failure", ["error", "timeout", "drop"])
 def test_commit_then_fail_leaves_exactly_one_resource(api: Api, failure: str) -> None:
-    _fault(api, method="POST", path="/connections", mode="commit_then_fail", failure=failure, status=502,
-           holdMs=1500)
+    _fault(api, method="POST", path="/connections", mode="commit_then_fail", failure=failure, status=502, holdMs=1500)
     if failure == "error":
         assert api.post("/connections", profile_base_body()).status_code == 502
     elif failure == "timeout":
@@ -150,8 +150,20 @@ def test_state_and_history_shapes(api: Api) -> None:
     assert entry["body"]["name"] == "Campaign S3"
     assert entry["status"] == 201 and entry["responseBody"] == created
     assert entry["sandbox"] == "prod" and entry["fault"] is None
-    assert set(entry) == {"seq", "time", "method", "path", "query", "headers", "body", "status",
-                          "responseHeaders", "responseBody", "fault", "sandbox"}
+    assert set(entry) == {
+        "seq",
+        "time",
+        "method",
+        "path",
+        "query",
+        "headers",
+        "body",
+        "status",
+        "responseHeaders",
+        "responseBody",
+        "fault",
+        "sandbox",
+    }
     since = api.http.get("/_emulator/requests", params={"since": entry["seq"]}).json()["items"]
     assert [item["seq"] for item in since] == [entry["seq"]]
     api.delete(f"/connections/{created['id']}")

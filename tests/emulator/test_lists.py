@@ -68,8 +68,9 @@ def test_filters_name_id_spec_or_and(api: Api) -> None:
     assert _names(api.get("/connections", {"property": "name==beta"})) == ["beta"]
     assert set(_names(api.get("/connections", {"property": f"id=={a},{b}"}))) == {"alpha", "beta"}
     assert _names(api.get("/connections", {"property": f"connectionSpec.id=={ADOBE_CAMPAIGN}"})) == ["gamma"]
-    both = api.get("/connections", [("property", f"connectionSpec.id=={PROFILE_STORE}"),
-                                    ("property", "name==alpha,gamma")])
+    both = api.get(
+        "/connections", [("property", f"connectionSpec.id=={PROFILE_STORE}"), ("property", "name==alpha,gamma")]
+    )
     assert _names(both) == ["alpha"]
     assert _names(api.get("/connections", {"property": "name!=alpha", "orderby": "name"})) == ["beta", "gamma"]
     assert _names(api.get("/connections", {"property": "name==nobody"})) == []
@@ -79,8 +80,9 @@ def test_array_filters_on_flows(api: Api) -> None:
     chain = create_chain(api)
     by_source = api.get("/flows", {"property": f"sourceConnectionIds[]=={chain.source}"}).json()["items"]
     assert [flow["id"] for flow in by_source] == [chain.flow]
-    by_inherited = api.get("/flows", {
-        "property": f"inheritedAttributes.targetConnections[].connectionSpec.id=={ADOBE_CAMPAIGN}"}).json()["items"]
+    by_inherited = api.get(
+        "/flows", {"property": f"inheritedAttributes.targetConnections[].connectionSpec.id=={ADOBE_CAMPAIGN}"}
+    ).json()["items"]
     assert [flow["id"] for flow in by_inherited] == [chain.flow]
     destination_only = api.get("/flows", {"property": "inheritedAttributes.properties.isDestinationFlow==true"})
     assert len(destination_only.json()["items"]) == 1
@@ -94,14 +96,17 @@ def test_comparison_filters(api: Api) -> None:
     assert _names(api.get("/connections", {"property": f"createdAt>{cutoff}"})) == []
 
 
-@pytest.mark.parametrize(("params", "code"), [
-    ({"limit": "101"}, "1454-400"),
-    ({"limit": "0"}, "1454-400"),
-    ({"limit": "ten"}, "1454-400"),
-    ({"limit": "5", "count": "true"}, "1401-400"),
-    ({"property": "name~alpha"}, "1440-400"),
-    ({"continuationToken": "garbage!"}, "1454-400"),
-])
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"limit": "101"}, "1454-400"),
+        ({"limit": "0"}, "1454-400"),
+        ({"limit": "ten"}, "1454-400"),
+        ({"limit": "5", "count": "true"}, "1401-400"),
+        ({"property": "name~alpha"}, "1440-400"),
+        ({"continuationToken": "garbage!"}, "1454-400"),
+    ],
+)
 def test_bad_list_parameters(api: Api, params: dict[str, str], code: str) -> None:
     response = api.get("/connections", params)
     assert response.status_code == 400

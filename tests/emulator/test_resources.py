@@ -17,8 +17,21 @@ from .conftest import (
     spec_ref,
 )
 
-METADATA = {"id", "createdAt", "updatedAt", "createdBy", "updatedBy", "createdClient", "updatedClient", "sandboxId",
-            "sandboxName", "imsOrgId", "state", "version", "etag"}
+METADATA = {
+    "id",
+    "createdAt",
+    "updatedAt",
+    "createdBy",
+    "updatedBy",
+    "createdClient",
+    "updatedClient",
+    "sandboxId",
+    "sandboxName",
+    "imsOrgId",
+    "state",
+    "version",
+    "etag",
+}
 
 
 def _get(api: Api, kind: str, resource_id: str) -> dict[str, Any]:
@@ -51,8 +64,10 @@ def test_server_adds_inherited_attributes_and_type_info(api: Api) -> None:
     chain = create_chain(api)
     source = _get(api, "sourceConnections", chain.source)
     assert source["typeInfo"] == {"type": "ProfileFragments", "id": "ups"}
-    assert source["inheritedAttributes"]["baseConnection"] == {"id": chain.source_base,
-                                                               "connectionSpec": spec_ref(PROFILE_STORE)}
+    assert source["inheritedAttributes"]["baseConnection"] == {
+        "id": chain.source_base,
+        "connectionSpec": spec_ref(PROFILE_STORE),
+    }
     target = _get(api, "targetConnections", chain.target)
     assert target["inheritedAttributes"]["baseConnection"]["id"] == chain.destination_base
     flow = _get(api, "flows", chain.flow)
@@ -63,8 +78,14 @@ def test_server_adds_inherited_attributes_and_type_info(api: Api) -> None:
 
 
 def test_secrets_are_masked_on_get_list_and_state(api: Api) -> None:
-    sftp = {"name": "sftp", "connectionSpec": spec_ref(ORACLE_ELOQUA), "auth": {"specName": "SFTP with SSH Key",
-            "params": {"domain": "sftp.example.com", "username": "u", "sshKey": "LS0tLS1CRUdJTi1LRVk="}}}
+    sftp = {
+        "name": "sftp",
+        "connectionSpec": spec_ref(ORACLE_ELOQUA),
+        "auth": {
+            "specName": "SFTP with SSH Key",
+            "params": {"domain": "sftp.example.com", "username": "u", "sshKey": "LS0tLS1CRUdJTi1LRVk="},
+        },
+    }
     ids = [api.create("connections", campaign_s3_body())["id"], api.create("connections", sftp)["id"]]
     s3 = _get(api, "connections", ids[0])["auth"]["params"]
     assert s3["secretKey"] == "***" and s3["accessId"] == "AKIAEXAMPLE"
@@ -92,8 +113,11 @@ def test_missing_name_is_422(api: Api) -> None:
 
 
 def test_empty_body_is_1405(api: Api) -> None:
-    response = api.http.post("/data/foundation/flowservice/connections", content=b"",
-                             headers=api.headers(**{"Content-Type": "application/json"}))
+    response = api.http.post(
+        "/data/foundation/flowservice/connections",
+        content=b"",
+        headers=api.headers(**{"Content-Type": "application/json"}),
+    )
     assert flow_error_code(response) == "1405-400"
 
 
@@ -105,12 +129,15 @@ def test_wrong_auth_spec_name_is_1415(api: Api) -> None:
     assert flow_error_code(response) == "1415-400"
 
 
-@pytest.mark.parametrize(("spec_name", "params", "missing"), [
-    ("S3", {"accessId": "a"}, "secretKey"),
-    ("SFTP with Password", {"domain": "d", "username": "u"}, "password"),
-    ("SFTP with SSH Key", {"domain": "d", "sshKey": "k"}, "username"),
-    ("Azure Blob", {}, "connectionString"),
-])
+@pytest.mark.parametrize(
+    ("spec_name", "params", "missing"),
+    [
+        ("S3", {"accessId": "a"}, "secretKey"),
+        ("SFTP with Password", {"domain": "d", "username": "u"}, "password"),
+        ("SFTP with SSH Key", {"domain": "d", "sshKey": "k"}, "username"),
+        ("Azure Blob", {}, "connectionString"),
+    ],
+)
 def test_required_auth_params(api: Api, spec_name: str, params: dict[str, str], missing: str) -> None:
     body = {"name": "x", "connectionSpec": spec_ref(ADOBE_CAMPAIGN), "auth": {"specName": spec_name, "params": params}}
     response = api.post("/connections", body)
@@ -119,28 +146,42 @@ def test_required_auth_params(api: Api, spec_name: str, params: dict[str, str], 
 
 
 def test_auth_param_types_are_checked(api: Api) -> None:
-    body = {"name": "x", "connectionSpec": spec_ref(ADOBE_CAMPAIGN), "auth": {"specName": "SFTP with Password",
-            "params": {"domain": "d", "username": "u", "password": "p", "port": "22"}}}
+    body = {
+        "name": "x",
+        "connectionSpec": spec_ref(ADOBE_CAMPAIGN),
+        "auth": {
+            "specName": "SFTP with Password",
+            "params": {"domain": "d", "username": "u", "password": "p", "port": "22"},
+        },
+    }
     assert api.post("/connections", body).status_code == 400
     body["auth"]["params"]["port"] = 22
     assert api.post("/connections", body).status_code == 201
 
 
 def _target(base: str, spec_id: str, params: dict[str, Any]) -> dict[str, Any]:
-    return {"name": "t", "baseConnectionId": base, "connectionSpec": spec_ref(spec_id),
-            "data": {"format": "json", "schema": {"id": "1.0", "version": "1.0"}}, "params": params}
+    return {
+        "name": "t",
+        "baseConnectionId": base,
+        "connectionSpec": spec_ref(spec_id),
+        "data": {"format": "json", "schema": {"id": "1.0", "version": "1.0"}},
+        "params": params,
+    }
 
 
-@pytest.mark.parametrize(("params", "ok"), [
-    ({"mode": "S3", "bucketName": "b", "path": "p", "format": "CSV"}, True),
-    ({"mode": "S3", "path": "p", "format": "CSV"}, False),
-    ({"mode": "FTP", "remotePath": "/in", "format": "CSV"}, True),
-    ({"mode": "FTP", "format": "CSV"}, False),
-    ({"mode": "AZURE_BLOB", "container": "c", "path": "p", "format": "CSV"}, True),
-    ({"mode": "AZURE_BLOB", "container": "c", "format": "CSV"}, False),
-    ({"mode": "GCS", "bucketName": "b", "path": "p", "format": "CSV"}, False),
-    ({"mode": "S3", "bucketName": "b", "path": "p", "format": "JSON"}, False),
-])
+@pytest.mark.parametrize(
+    ("params", "ok"),
+    [
+        ({"mode": "S3", "bucketName": "b", "path": "p", "format": "CSV"}, True),
+        ({"mode": "S3", "path": "p", "format": "CSV"}, False),
+        ({"mode": "FTP", "remotePath": "/in", "format": "CSV"}, True),
+        ({"mode": "FTP", "format": "CSV"}, False),
+        ({"mode": "AZURE_BLOB", "container": "c", "path": "p", "format": "CSV"}, True),
+        ({"mode": "AZURE_BLOB", "container": "c", "format": "CSV"}, False),
+        ({"mode": "GCS", "bucketName": "b", "path": "p", "format": "CSV"}, False),
+        ({"mode": "S3", "bucketName": "b", "path": "p", "format": "JSON"}, False),
+    ],
+)
 def test_target_params_per_mode(api: Api, params: dict[str, Any], ok: bool) -> None:
     base = api.create("connections", campaign_s3_body())["id"]
     response = api.post("/targetConnections", _target(base, ADOBE_CAMPAIGN, params))
@@ -148,8 +189,11 @@ def test_target_params_per_mode(api: Api, params: dict[str, Any], ok: bool) -> N
 
 
 def test_eloqua_only_accepts_ftp_mode(api: Api) -> None:
-    sftp = {"name": "e", "connectionSpec": spec_ref(ORACLE_ELOQUA), "auth": {"specName": "SFTP with Password",
-            "params": {"domain": "d", "username": "u", "password": "p"}}}
+    sftp = {
+        "name": "e",
+        "connectionSpec": spec_ref(ORACLE_ELOQUA),
+        "auth": {"specName": "SFTP with Password", "params": {"domain": "d", "username": "u", "password": "p"}},
+    }
     base = api.create("connections", sftp)["id"]
     s3 = {"mode": "S3", "bucketName": "b", "path": "p", "format": "CSV"}
     assert api.post("/targetConnections", _target(base, ORACLE_ELOQUA, s3)).status_code == 400
@@ -169,15 +213,25 @@ def test_target_base_connection_must_exist_and_match(api: Api) -> None:
 
 def test_source_base_connection_must_have_the_same_spec(api: Api) -> None:
     destination_base = api.create("connections", campaign_s3_body())["id"]
-    body = {"name": "s", "baseConnectionId": destination_base, "connectionSpec": spec_ref(PROFILE_STORE),
-            "data": {"format": "CSV", "schema": None}, "params": {}}
+    body = {
+        "name": "s",
+        "baseConnectionId": destination_base,
+        "connectionSpec": spec_ref(PROFILE_STORE),
+        "data": {"format": "CSV", "schema": None},
+        "params": {},
+    }
     assert api.post("/sourceConnections", body).status_code == 400
 
 
 def test_flow_connections_must_fit_the_flow_spec(api: Api) -> None:
     chain = create_chain(api)
-    body = {"name": "f", "flowSpec": spec_ref(UPS_TO_RESPONSYS), "sourceConnectionIds": [chain.source],
-            "targetConnectionIds": [chain.target], "transformations": []}
+    body = {
+        "name": "f",
+        "flowSpec": spec_ref(UPS_TO_RESPONSYS),
+        "sourceConnectionIds": [chain.source],
+        "targetConnectionIds": [chain.target],
+        "transformations": [],
+    }
     response = api.post("/flows", body)
     assert response.status_code == 400
     assert "flow spec" in response.json()["errorMessage"]
@@ -193,8 +247,14 @@ def test_flow_connections_must_fit_the_flow_spec(api: Api) -> None:
 
 def test_state_is_not_allowed_when_creating_a_flow(api: Api) -> None:
     chain = create_chain(api)
-    body = {"name": "f", "flowSpec": spec_ref(UPS_TO_CAMPAIGN), "sourceConnectionIds": [chain.source],
-            "targetConnectionIds": [chain.target], "transformations": [], "state": "enabled"}
+    body = {
+        "name": "f",
+        "flowSpec": spec_ref(UPS_TO_CAMPAIGN),
+        "sourceConnectionIds": [chain.source],
+        "targetConnectionIds": [chain.target],
+        "transformations": [],
+        "state": "enabled",
+    }
     assert flow_error_code(api.post("/flows", body)) == "1410-400"
 
 
@@ -213,15 +273,15 @@ def test_stale_or_unquoted_etag_is_412(api: Api, transform: Any) -> None:
     assert response.status_code == 412
     body = response.json()
     assert flow_error_code(response) == "1404-412"
-    assert body["errorMessage"] == (f"Supplied version=[{sent}] does not match the current version on "
-                                    f"entity=[{chain.flow_etag}]")
+    assert body["errorMessage"] == (
+        f"Supplied version=[{sent}] does not match the current version on entity=[{chain.flow_etag}]"
+    )
     assert body["errorDetails"] == body["errorMessage"]
 
 
 def test_patch_returns_a_new_etag_and_the_old_one_goes_stale(api: Api) -> None:
     chain = create_chain(api)
-    first = api.patch(f"/flows/{chain.flow}", [{"op": "REPLACE", "path": "/name", "value": "renamed"}],
-                      chain.flow_etag)
+    first = api.patch(f"/flows/{chain.flow}", [{"op": "REPLACE", "path": "/name", "value": "renamed"}], chain.flow_etag)
     assert first.status_code == 200
     assert set(first.json()) == {"id", "etag"}
     assert first.json()["etag"] != chain.flow_etag
@@ -230,13 +290,16 @@ def test_patch_returns_a_new_etag_and_the_old_one_goes_stale(api: Api) -> None:
     assert again.status_code == 412
 
 
-@pytest.mark.parametrize(("ops", "code"), [
-    ([{"op": "move", "from": "/name", "path": "/description", "value": "x"}], "1434-400"),
-    ([{"op": "test", "path": "/name", "value": "flow"}], "1434-400"),
-    ([{"op": "replace", "path": "/name"}], "1455-400"),
-    ([{"op": "replace", "path": "/id", "value": "x"}], "1455-400"),
-    ([{"op": "replace", "path": "/transformations/7/name", "value": "x"}], "1455-400"),
-])
+@pytest.mark.parametrize(
+    ("ops", "code"),
+    [
+        ([{"op": "move", "from": "/name", "path": "/description", "value": "x"}], "1434-400"),
+        ([{"op": "test", "path": "/name", "value": "flow"}], "1434-400"),
+        ([{"op": "replace", "path": "/name"}], "1455-400"),
+        ([{"op": "replace", "path": "/id", "value": "x"}], "1455-400"),
+        ([{"op": "replace", "path": "/transformations/7/name", "value": "x"}], "1455-400"),
+    ],
+)
 def test_invalid_patches(api: Api, ops: list[dict[str, Any]], code: str) -> None:
     chain = create_chain(api)
     assert flow_error_code(api.patch(f"/flows/{chain.flow}", ops, chain.flow_etag)) == code
@@ -259,35 +322,49 @@ def test_patching_credentials_revalidates_and_accepts_trailing_slash(api: Api) -
 
 
 def _selector(**overrides: Any) -> dict[str, Any]:
-    value = {"id": "seg-1", "name": "Audience", "filenameTemplate": "%DESTINATION_NAME%_%SEGMENT_ID%",
-             "exportMode": "DAILY_FULL_EXPORT",
-             "schedule": {"frequency": "DAILY", "triggerType": "SCHEDULED", "startDate": "2026-01-01",
-                          "startTime": "23:00"}}
+    value = {
+        "id": "seg-1",
+        "name": "Audience",
+        "filenameTemplate": "%DESTINATION_NAME%_%SEGMENT_ID%",
+        "exportMode": "DAILY_FULL_EXPORT",
+        "schedule": {"frequency": "DAILY", "triggerType": "SCHEDULED", "startDate": "2026-01-01", "startTime": "23:00"},
+    }
     schedule = overrides.pop("schedule", {})
     value["schedule"].update(schedule)
     value.update(overrides)
-    return {"op": "add", "path": "/transformations/0/params/segmentSelectors/selectors/-",
-            "value": {"type": "PLATFORM_SEGMENT", "value": value}}
+    return {
+        "op": "add",
+        "path": "/transformations/0/params/segmentSelectors/selectors/-",
+        "value": {"type": "PLATFORM_SEGMENT", "value": value},
+    }
 
 
-@pytest.mark.parametrize(("overrides", "ok"), [
-    ({}, True),
-    ({"schedule": {"frequency": "WEEKLY"}}, True),
-    ({"schedule": {"frequency": "MONTHLY"}}, True),
-    ({"exportMode": "FIRST_FULL_THEN_INCREMENTAL", "schedule": {"frequency": "EVERY_3_HOURS",
-                                                                "triggerType": None}}, True),
-    ({"exportMode": "FIRST_FULL_THEN_INCREMENTAL", "schedule": {"frequency": "ONCE", "triggerType": None}}, False),
-    ({"exportMode": "DAILY_FULL_EXPORT", "schedule": {"frequency": "EVERY_6_HOURS"}}, False),
-    ({"exportMode": "HOURLY"}, False),
-    ({"schedule": {"triggerType": "AFTER_SEGMENT_EVAL"}}, False),  # startTime is still set
-    ({"schedule": {"triggerType": "AFTER_SEGMENT_EVAL", "startTime": None}}, True),
-    ({"schedule": {"startTime": None}}, False),  # SCHEDULED without startTime
-    ({"schedule": {"startTime": "25:00"}}, False),
-    ({"schedule": {"startDate": "2026-13-01"}}, False),
-    ({"schedule": {"frequency": "ONCE", "endDate": "2026-02-01"}}, False),
-    ({"filenameTemplate": "%SEGMENT_ID%.csv"}, False),
-    ({"filenameTemplate": None, "fileNameTemplate": "%DESTINATION_NAME%-%SEGMENT_ID%"}, True),
-])
+@pytest.mark.parametrize(
+    ("overrides", "ok"),
+    [
+        ({}, True),
+        ({"schedule": {"frequency": "WEEKLY"}}, True),
+        ({"schedule": {"frequency": "MONTHLY"}}, True),
+        (
+            {
+                "exportMode": "FIRST_FULL_THEN_INCREMENTAL",
+                "schedule": {"frequency": "EVERY_3_HOURS", "triggerType": None},
+            },
+            True,
+        ),
+        ({"exportMode": "FIRST_FULL_THEN_INCREMENTAL", "schedule": {"frequency": "ONCE", "triggerType": None}}, False),
+        ({"exportMode": "DAILY_FULL_EXPORT", "schedule": {"frequency": "EVERY_6_HOURS"}}, False),
+        ({"exportMode": "HOURLY"}, False),
+        ({"schedule": {"triggerType": "AFTER_SEGMENT_EVAL"}}, False),  # startTime is still set
+        ({"schedule": {"triggerType": "AFTER_SEGMENT_EVAL", "startTime": None}}, True),
+        ({"schedule": {"startTime": None}}, False),  # SCHEDULED without startTime
+        ({"schedule": {"startTime": "25:00"}}, False),
+        ({"schedule": {"startDate": "2026-13-01"}}, False),
+        ({"schedule": {"frequency": "ONCE", "endDate": "2026-02-01"}}, False),
+        ({"filenameTemplate": "%SEGMENT_ID%.csv"}, False),
+        ({"filenameTemplate": None, "fileNameTemplate": "%DESTINATION_NAME%-%SEGMENT_ID%"}, True),
+    ],
+)
 def test_selector_rules(api: Api, overrides: dict[str, Any], ok: bool) -> None:
     chain = create_chain(api)
     op = _selector(**overrides)
@@ -303,8 +380,11 @@ def test_selector_rules(api: Api, overrides: dict[str, Any], ok: bool) -> None:
 
 def test_selector_server_fields(api: Api) -> None:
     chain = create_chain(api)
-    profile = {"op": "add", "path": "/transformations/0/params/profileSelectors/selectors/-",
-               "value": {"type": "JSON_PATH", "value": {"path": "person.lastName"}}}
+    profile = {
+        "op": "add",
+        "path": "/transformations/0/params/profileSelectors/selectors/-",
+        "value": {"type": "JSON_PATH", "value": {"path": "person.lastName"}},
+    }
     assert api.patch(f"/flows/{chain.flow}", [_selector(), profile], chain.flow_etag).status_code == 200
     params = _get(api, "flows", chain.flow)["transformations"][0]["params"]
     segment = params["segmentSelectors"]["selectors"][0]["value"]
@@ -352,8 +432,9 @@ def test_sandboxes_are_isolated(api: Api) -> None:
 
 def test_flow_actions_change_state_and_etag(api: Api) -> None:
     chain = create_chain(api)
-    response = api.http.post(f"/data/foundation/flowservice/flows/{chain.flow}/action", params={"op": "disable"},
-                             headers=api.headers())
+    response = api.http.post(
+        f"/data/foundation/flowservice/flows/{chain.flow}/action", params={"op": "disable"}, headers=api.headers()
+    )
     assert response.status_code == 200
     assert response.json()["etag"] != chain.flow_etag
     assert _get(api, "flows", chain.flow)["state"] == "disabled"

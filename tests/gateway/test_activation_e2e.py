@@ -25,7 +25,9 @@ def emulator_state(emulator: EmulatorServer) -> dict[str, Any]:
     return body
 
 
-def resources_of(emulator: EmulatorServer, activation_id: str, sandbox: str = "prod") -> dict[str, list[dict[str, Any]]]:
+def resources_of(
+    emulator: EmulatorServer, activation_id: str, sandbox: str = "prod"
+) -> dict[str, list[dict[str, Any]]]:
     resources = emulator_state(emulator)["resources"]
     return {
         kind: [r for r in resources.get(kind, {}).get(sandbox, []) if activation_id in str(r.get("name", ""))]
@@ -38,7 +40,9 @@ def flow_service_requests(emulator: EmulatorServer) -> list[dict[str, Any]]:
     return [entry for entry in history if entry["path"].startswith(BASE)]
 
 
-def activate(gateway: GatewayProcess, body: dict[str, Any], key: str | None = None) -> tuple[httpx.Response, dict[str, Any]]:
+def activate(
+    gateway: GatewayProcess, body: dict[str, Any], key: str | None = None
+) -> tuple[httpx.Response, dict[str, Any]]:
     with gateway.client() as client:
         response = client.post("/activations", json=body, headers={"Idempotency-Key": key or new_key()})
         assert response.status_code == 202, response.text

@@ -14,8 +14,15 @@ from tests.support.gateway import GatewayProcess
 from tests.support.payloads import s3_request
 
 CONFIG = (
-    "DATABASE_URL", "FLOW_SERVICE_URL", "IMS_TOKEN_URL", "ADOBE_CLIENT_ID", "ADOBE_CLIENT_SECRET", "ADOBE_ORG_ID",
-    "SECRETS_KEY", "API_KEYS", "DEV_MODE",
+    "DATABASE_URL",
+    "FLOW_SERVICE_URL",
+    "IMS_TOKEN_URL",
+    "ADOBE_CLIENT_ID",
+    "ADOBE_CLIENT_SECRET",
+    "ADOBE_ORG_ID",
+    "SECRETS_KEY",
+    "API_KEYS",
+    "DEV_MODE",
 )
 
 
@@ -37,8 +44,10 @@ def test_default_run_uses_embedded_postgres_and_the_emulator(tmp_path: Path) -> 
         assert final["status"] == "succeeded", final
         emulator_url = endpoint["observedValue"].split("/data/foundation")[0]
         state = httpx.get(f"{emulator_url}/_emulator/state").json()
-        counts = {kind: len(state["resources"].get(kind, {}).get("prod", [])) for kind in
-                  ("connections", "sourceConnections", "targetConnections", "flows")}
+        counts = {
+            kind: len(state["resources"].get(kind, {}).get("prod", []))
+            for kind in ("connections", "sourceConnections", "targetConnections", "flows")
+        }
         assert counts == {"connections": 2, "sourceConnections": 1, "targetConnections": 1, "flows": 1}
         flow = state["resources"]["flows"]["prod"][0]
         params = flow["transformations"][0]["params"]

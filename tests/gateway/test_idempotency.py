@@ -22,7 +22,9 @@ def count(db: psycopg.Connection, table: str) -> int:  # type: ignore[type-arg]
 
 
 def test_same_key_same_body_replays_without_a_second_saga(
-    gateway: GatewayProcess, emulator: EmulatorServer, db: psycopg.Connection  # type: ignore[type-arg]
+    gateway: GatewayProcess,
+    emulator: EmulatorServer,
+    db: psycopg.Connection,  # type: ignore[type-arg]
 ) -> None:
     body = s3_request()
     key = new_key()
@@ -58,11 +60,14 @@ def test_same_key_other_body_is_422(gateway: GatewayProcess, db: psycopg.Connect
 
 
 @pytest.mark.parametrize(
-    "header", [None, "", "a" * 256, "caf\u00e9", "two words", '"unterminated'], ids=["missing", "empty", "long",
-                                                                                   "non-ascii", "space", "bad-quote"]
+    "header",
+    [None, "", "a" * 256, "caf\u00e9", "two words", '"unterminated'],
+    ids=["missing", "empty", "long", "non-ascii", "space", "bad-quote"],
 )
 def test_missing_or_malformed_key_is_400(
-    gateway: GatewayProcess, db: psycopg.Connection, header: str | None  # type: ignore[type-arg]
+    gateway: GatewayProcess,
+    db: psycopg.Connection,
+    header: str | None,  # type: ignore[type-arg]
 ) -> None:
     headers = {} if header is None else {"Idempotency-Key": header.encode("utf-8")}
     with gateway.client() as client:
@@ -74,7 +79,9 @@ def test_missing_or_malformed_key_is_400(
 
 
 def test_concurrent_posts_with_one_key_make_one_activation(
-    gateway: GatewayProcess, emulator: EmulatorServer, db: psycopg.Connection  # type: ignore[type-arg]
+    gateway: GatewayProcess,
+    emulator: EmulatorServer,
+    db: psycopg.Connection,  # type: ignore[type-arg]
 ) -> None:
     body = s3_request()
     key = new_key()

@@ -45,9 +45,8 @@ def test_restart_in_the_middle_of_a_saga_completes_it_once(
         # uvicorn shuts down gracefully, then re-raises the signal: the exit status says SIGTERM.
         assert first.process.wait(timeout=30) in (0, -signal.SIGTERM)
 
-    with first.client() as probe:
-        with pytest.raises(httpx.ConnectError):
-            probe.get("/health/live")
+    with first.client() as probe, pytest.raises(httpx.ConnectError):
+        probe.get("/health/live")
 
     second = start_gateway(LEASE_SECONDS="3")
     with second.client() as client:

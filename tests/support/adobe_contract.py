@@ -121,8 +121,9 @@ def validate_exchange(entry: Entry, *, strict_status: bool = False) -> list[str]
         return [f"{label}: no operation in {', '.join(SPEC_FILES)}"]
     problems = []
     if not check.request_valid:
-        problems += [f"{label}: request rejected by {doc}: {'; '.join(errors)}"
-                     for doc, errors in check.request_errors.items()]
+        problems += [
+            f"{label}: request rejected by {doc}: {'; '.join(errors)}" for doc, errors in check.request_errors.items()
+        ]
     status = entry.get("status")
     if status is None:
         return problems  # the connection was dropped: there is no response to check
@@ -130,8 +131,10 @@ def validate_exchange(entry: Entry, *, strict_status: bool = False) -> list[str]
         if status < 400 or strict_status:
             problems.append(f"{label}: status {status} is documented by neither document")
     elif not check.response_valid:
-        problems += [f"{label}: {status} response rejected by {doc}: {'; '.join(errors)}"
-                     for doc, errors in check.response_errors.items()]
+        problems += [
+            f"{label}: {status} response rejected by {doc}: {'; '.join(errors)}"
+            for doc, errors in check.response_errors.items()
+        ]
     return problems
 
 
@@ -144,7 +147,8 @@ def undocumented_statuses(entries: Iterable[Entry]) -> list[str]:
     return [
         f"{entry['method']} {entry['path']} -> {entry['status']}"
         for entry in entries
-        if entry["path"].startswith(BASE_PATH) and entry.get("status") is not None
+        if entry["path"].startswith(BASE_PATH)
+        and entry.get("status") is not None
         and check_exchange(entry).status_undocumented
     ]
 
@@ -214,9 +218,15 @@ def _ims_problems(entry: Entry) -> list[str]:
         problems.append("client_id is missing")
     status, body = entry.get("status"), entry.get("responseBody")
     if status == 200:
-        if not (isinstance(body, dict) and isinstance(body.get("access_token"), str) and body["access_token"]
-                and body.get("token_type") == "bearer" and isinstance(body.get("expires_in"), int)
-                and not isinstance(body.get("expires_in"), bool) and body["expires_in"] > 0):
+        if not (
+            isinstance(body, dict)
+            and isinstance(body.get("access_token"), str)
+            and body["access_token"]
+            and body.get("token_type") == "bearer"
+            and isinstance(body.get("expires_in"), int)
+            and not isinstance(body.get("expires_in"), bool)
+            and body["expires_in"] > 0
+        ):
             problems.append(f"token response must be {{access_token, token_type: bearer, expires_in > 0}}: {body}")
     elif status is not None and not (isinstance(body, dict) and isinstance(body.get("error"), str)):
         problems.append(f"IMS error response must carry an 'error' string: {body}")
