@@ -1,4 +1,4 @@
-"""`activation-gateway`: serve, worker, migrate, emulator, openapi, create-api-key."""
+"""`activation-gateway`: serve, worker, migrate, emulator, demo, openapi, create-api-key."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import structlog
 from pydantic import SecretStr
 
 from app.logging import configure_logging
-from app.runtime import AdobeEndpoints, ConfigurationError, Deployment, Runtime
+from app.runtime import AdobeEndpoints, ConfigurationError, Deployment, Runtime, check_security
 from app.settings import Settings
 
 log = structlog.get_logger("activation_gateway")
@@ -70,18 +70,38 @@ def _serve(args: argparse.Namespace) -> None:
 
     from app.adapters.db import migrate
     from app.main import create_app
+    from app.server import DrainingServer
 
     settings = Settings()
+    check_security(settings)  # refuse before starting the embedded database or the emulator
     deployment = prepare_deployment(settings, run_worker=not args.no_worker)
     if settings.auto_migrate:
         migrate.upgrade(deployment.database_url)
     app = create_app(settings, deployment)
+    # Starting the in-process emulator configured uvicorn's loggers (levels); make ours win again.
+    configure_logging(settings.log_level, settings.log_format)
+
+    def begin_draining() -> None:
+        runtime: Runtime | None = getattr(app.state, "runtime", None)
+        if runtime is not None:  # a signal during startup: nothing to mark yet
+            runtime.begin_draining()
+
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,  # app/logging.py owns logging
+        access_log=False,  # RequestContextMiddleware logs each request with its correlation id
+        timeout_graceful_shutdown=15,
+    )
+    server = DrainingServer(config, drain_seconds=settings.shutdown_delay_seconds, on_drain=begin_draining)
     log.info("serving", host=args.host, port=args.port, worker=deployment.run_worker)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, timeout_graceful_shutdown=15)
+    server.run()
 
 
 def _worker(args: argparse.Namespace) -> None:
     settings = Settings()
+    check_security(settings)
     deployment = prepare_deployment(settings)
 
     async def run() -> None:
@@ -91,6 +111,11 @@ def _worker(args: argparse.Namespace) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await runtime.start()
+        if args.metrics_port:
+            # A worker has no HTTP API; its saga metrics (steps, retries, durations) are served here.
+            from prometheus_client import start_http_server
+
+            start_http_server(args.metrics_port, addr=args.metrics_host, registry=runtime.metrics.registry)
         log.info("worker running", owner=runtime.worker.owner if runtime.worker else None)
         await stop.wait()
         log.info("worker stopping")
@@ -115,6 +140,12 @@ def _emulator(args: argparse.Namespace) -> None:
     from flowservice_emulator.cli import main as emulator_main
 
     emulator_main(["--host", args.host, "--port", str(args.port)])
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from app.demo import run_demo
+
+    raise SystemExit(run_demo(Settings()))
 
 
 def _openapi(args: argparse.Namespace) -> None:
@@ -146,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
 
     worker = commands.add_parser("worker", help="run the saga worker only (scale out)")
+    worker.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port")
+    worker.add_argument("--metrics-host", default="0.0.0.0", help="address for --metrics-port")
     worker.set_defaults(handler=_worker)
 
     migrate = commands.add_parser("migrate", help="apply Alembic migrations")
@@ -157,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8081)
     emulator.set_defaults(handler=_emulator)
+
+    demo = commands.add_parser(
+        "demo", help="run one activation against the built-in emulator and print its step timeline"
+    )
+    demo.set_defaults(handler=_demo)
 
     openapi = commands.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--output", default="openapi/openapi.json")

@@ -5,8 +5,19 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
+
+# Loggers that libraries configure for themselves; routed back to the root handler below.
+_OWN_HANDLERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+
+def _drop_color_message(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # uvicorn passes an ANSI-coloured copy of its message as an `extra`; ExtraAdder would keep it.
+    event_dict.pop("color_message", None)
+    return event_dict
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
@@ -16,6 +27,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
+        structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
@@ -25,13 +37,22 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_color_message],
     )
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Python warnings would otherwise go to stderr as plain text, outside the JSON stream.
+    logging.captureWarnings(True)
+    # Anything that configured its own handlers (uvicorn's default dictConfig does, with
+    # propagate=False) would bypass the JSON renderer: send it all through the root handler.
+    for name in _OWN_HANDLERS:
+        own = logging.getLogger(name)
+        own.handlers.clear()
+        own.propagate = True
+        own.setLevel(logging.NOTSET)
     # Access logs duplicate our own request logging; httpx would log every URL at INFO.
     for noisy in ("uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

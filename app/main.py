@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 
 from app.api import activations, health
 from app.api.middleware import RequestContextMiddleware
+from app.api.openapi_doc import enrich
 from app.api.problems import Problem, install_problem_handlers
 from app.api.schemas import ActivationRequest
 from app.runtime import AdobeEndpoints, Deployment, Runtime
@@ -86,5 +87,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="validation")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    enrich(document)
     app.openapi_schema = document
     return document

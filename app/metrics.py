@@ -1,12 +1,24 @@
-"""Prometheus metrics, one registry per running service (so tests can build several apps)."""
+"""Prometheus metrics, one registry per running service (so tests can build several apps).
+
+``Metrics`` is also the saga's observer (app/domain/observer.py): the domain reports steps, retries
+and finished activations through that protocol and never imports prometheus_client.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Callable, Iterator
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from app.adapters.db.stats import QueueStats
 from app.adapters.flowservice import UpstreamCall
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# A step includes its retries and backoff; an activation includes queueing and every step.
+_STEP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+_ACTIVATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 
 class Metrics:
@@ -44,8 +56,95 @@ class Metrics:
         self.active_leases = Gauge(
             "gateway_worker_active_leases", "Activations this process is working on", registry=self.registry
         )
+        self.activations_finished = Counter(
+            "gateway_activations_finished_total",
+            "Activations this process brought to a terminal status",
+            ["status"],
+            registry=self.registry,
+        )
+        self.activation_duration = Histogram(
+            "gateway_activation_duration_seconds",
+            "From acceptance to terminal status",
+            ["status"],
+            buckets=_ACTIVATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.step_duration = Histogram(
+            "gateway_step_duration_seconds",
+            "One saga step, all its attempts and backoff included",
+            ["step", "outcome"],
+            buckets=_STEP_BUCKETS,
+            registry=self.registry,
+        )
+        self.step_retries = Counter(
+            "gateway_step_retries_total",
+            "Step attempts that failed with a retryable upstream error",
+            ["step", "reason"],
+            registry=self.registry,
+        )
+        # Read from the database at scrape time (see refresh_queue), so every process reports the
+        # same database-wide values: aggregate them with max(), not sum().
+        self.activations = Gauge(
+            "gateway_activations", "Activations in an active status (database-wide)", ["status"], registry=self.registry
+        )
+        self.activations_waiting = Gauge(
+            "gateway_activations_waiting",
+            "Active activations no worker holds a lease on (database-wide)",
+            registry=self.registry,
+        )
+        self.activations_leased = Gauge(
+            "gateway_activations_leased",
+            "Active activations under a live lease of some worker (database-wide)",
+            registry=self.registry,
+        )
+        self.queue_stats_up = Gauge(
+            "gateway_queue_stats_up",
+            "1 when the last scrape could read the queue from the database",
+            registry=self.registry,
+        )
+
+    def count_token_refreshes(self, read: Callable[[], int]) -> None:
+        """Expose a counter the IMS token provider keeps itself (it must not know about Prometheus)."""
+        self.registry.register(_CallbackCounter("gateway_ims_token_refreshes", "IMS access tokens fetched", read))
+
+    def refresh_queue(self, stats: QueueStats | None) -> None:
+        """Set the database-wide gauges; None (the database did not answer) drops them rather than
+        leave stale values that look current."""
+        self.queue_stats_up.set(0 if stats is None else 1)
+        if stats is None:
+            self.activations.clear()
+            self.activations_waiting.set(float("nan"))
+            self.activations_leased.set(float("nan"))
+            return
+        for status, count in stats.by_status.items():
+            self.activations.labels(status).set(count)
+        self.activations_waiting.set(stats.waiting)
+        self.activations_leased.set(stats.leased)
+
+    # --- SagaObserver --------------------------------------------------------------------------
+    def step_finished(self, step: str, outcome: str, seconds: float) -> None:
+        self.step_duration.labels(step, outcome).observe(seconds)
+
+    def step_retried(self, step: str, reason: str) -> None:
+        self.step_retries.labels(step, reason).inc()
+
+    def activation_finished(self, status: str, seconds: float) -> None:
+        self.activations_finished.labels(status).inc()
+        self.activation_duration.labels(status).observe(seconds)
 
     def observe_upstream(self, call: UpstreamCall) -> None:
         status = str(call.status) if call.status is not None else "network_error"
         self.upstream_calls.labels(call.endpoint, call.method, status).inc()
         self.upstream_latency.labels(call.endpoint, call.method).observe(call.duration_ms / 1000)
+
+
+class _CallbackCounter(Collector):
+    """A counter whose value lives elsewhere and is read at scrape time."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], int]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self._name, self._documentation, value=self._read())

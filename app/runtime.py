@@ -4,18 +4,24 @@ their lifetimes. Only this module and the CLI know how the pieces fit together."
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import ssl
+import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from app.adapters.crypto import CredentialCipher, development_key
+from app import __version__
+from app.adapters.crypto import CredentialCipher, SecretsError, development_key
 from app.adapters.db.engine import create_engine
 from app.adapters.db.migrate import current_revision, head_revision
 from app.adapters.db.repository import ActivationRepository
+from app.adapters.db.stats import queue_stats
 from app.adapters.flowservice import FlowServiceClient, TokenProvider, UpstreamCall
 from app.adapters.flowservice.client import build_http_client
 from app.api.auth import ApiKeyRegistry
@@ -30,10 +36,61 @@ log = structlog.get_logger(__name__)
 
 # The worker loop ticks at least this often; older than that and readiness fails.
 _WORKER_STALE_SECONDS = 30.0
+# Probes and scrapes must answer even when the database hangs: a hung check is a failed check.
+_DATABASE_CHECK_TIMEOUT_SECONDS = 3.0
 
 
 class ConfigurationError(Exception):
     pass
+
+
+def process_identity() -> str:
+    """host:pid:random — unique per process, stable for its life (the worker's lease owner)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def check_security(settings: Settings) -> list[str]:
+    """Refuse a configuration that is unsafe outside development (contract §6, §8), and say loudly
+    what development mode lets through. Run before anything starts, so a refusal is immediate."""
+    notes: list[str] = []
+    try:
+        keys = ApiKeyRegistry.parse(
+            settings.api_keys.get_secret_value() if settings.api_keys else None, development=settings.development
+        )
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    if settings.development and settings.database_url is None:
+        notes.append("development mode (embedded database): requests without Authorization act as client 'dev'")
+    elif settings.development:
+        # An external database may be shared with real traffic: dev mode there is never the default.
+        notes.append(
+            "development mode FORCED by DEV_MODE=true on the database at DATABASE_URL: requests without"
+            " Authorization act as client 'dev'; never run like this in production"
+        )
+    elif not keys.hashes:
+        reason = " (DATABASE_URL is set, so development mode is off)" if settings.dev_mode is None else ""
+        raise ConfigurationError(f"API_KEYS is required outside development mode{reason}")
+    if settings.secrets_key is None:
+        if not settings.development:
+            raise ConfigurationError("SECRETS_KEY is required outside development mode")
+        # Fine for one process on the embedded database; processes sharing a database each need the same key.
+        notes.append(f"SECRETS_KEY unset: credentials are encrypted with a development key kept in {settings.data_dir}")
+    else:
+        try:
+            CredentialCipher.from_setting(settings.secrets_key.get_secret_value())
+        except SecretsError as exc:
+            raise ConfigurationError(str(exc)) from None
+    if settings.adobe_ca_bundle and not Path(settings.adobe_ca_bundle).is_file():
+        raise ConfigurationError("ADOBE_CA_BUNDLE does not name a readable file")
+    return notes
+
+
+def adobe_tls(settings: Settings) -> ssl.SSLContext | bool:
+    """Certificate and host name verification are always on for Adobe; ADOBE_CA_BUNDLE only
+    replaces the trusted roots (e.g. a corporate TLS-inspecting proxy)."""
+    if settings.adobe_ca_bundle:
+        return ssl.create_default_context(cafile=settings.adobe_ca_bundle)
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,20 +149,17 @@ class Runtime:
     def __post_init__(self) -> None:
         settings = self.settings
         self.notes = list(self.deployment.notes)
+        self.notes.extend(check_security(settings))
         self.api_keys = ApiKeyRegistry.parse(
             settings.api_keys.get_secret_value() if settings.api_keys else None, development=settings.development
         )
-        if not self.api_keys.hashes and not settings.development:
-            raise ConfigurationError("API_KEYS is required outside development mode")
-        if settings.development:
-            self.notes.append("development mode: requests without Authorization act as client 'dev'")
         self.cipher = CredentialCipher.from_setting(self._secrets_key(settings))
         self.engine = create_engine(self.deployment.database_url, pool_size=settings.database_pool_size)
         self.repository = ActivationRepository(self.engine)
-        verify: bool | ssl.SSLContext = True
-        if settings.adobe_ca_bundle:
-            verify = ssl.create_default_context(cafile=settings.adobe_ca_bundle)
+        verify = adobe_tls(settings)
+        self.identity = process_identity()
         self.http = build_http_client(
+            user_agent=f"activation-gateway/{__version__} ({self.identity})",
             connect_timeout=settings.upstream_connect_timeout_seconds,
             timeout=settings.upstream_timeout_seconds,
             max_connections=settings.worker_concurrency * 2,
@@ -119,6 +173,7 @@ class Runtime:
             client_secret=adobe.client_secret,
             scopes=adobe.scopes,
         )
+        self.metrics.count_token_refreshes(lambda: self.tokens.refreshes)
         self.flow_service = FlowServiceClient(
             self.http, self.tokens, base_url=adobe.flow_service_url, org_id=adobe.org_id, observer=self._on_upstream
         )
@@ -135,6 +190,7 @@ class Runtime:
                 retry_after_max=settings.retry_after_max_seconds,
             ),
             auto_compensate=settings.auto_compensate,
+            observer=self.metrics,
         )
         self.worker: Worker | None = None
         if self.deployment.run_worker and settings.worker_enabled:
@@ -142,6 +198,7 @@ class Runtime:
                 self.repository,
                 self.runner,
                 database_url=self.deployment.database_url,
+                owner=self.identity,
                 concurrency=settings.worker_concurrency,
                 lease_seconds=settings.lease_seconds,
                 poll_interval=settings.worker_poll_interval_seconds,
@@ -185,7 +242,24 @@ class Runtime:
                     "adobeRequestId": call.adobe_request_id,
                     "error": call.error,
                 },
+                epoch=call.context.get("epoch"),
             )
+
+    def begin_draining(self) -> None:
+        """Shutdown has begun: readiness fails from now on so traffic moves elsewhere, while the
+        process keeps serving until the server's drain delay ends. Called from a signal handler."""
+        self.draining = True
+
+    async def refresh_metrics(self) -> None:
+        """Update the gauges that are read rather than counted, right before a scrape."""
+        if self.worker is not None:
+            self.metrics.active_leases.set(self.worker.active_leases)
+        try:
+            stats = await asyncio.wait_for(queue_stats(self.engine), _DATABASE_CHECK_TIMEOUT_SECONDS)
+        except Exception as exc:  # the scrape must still answer, with queue_stats_up 0
+            log.warning("queue statistics unavailable", error=type(exc).__name__)
+            stats = None
+        self.metrics.refresh_queue(stats)
 
     async def start(self) -> None:
         for note in self.notes:
@@ -206,9 +280,7 @@ class Runtime:
     async def readiness_checks(self) -> dict[str, list[dict[str, Any]]]:
         checks: dict[str, list[dict[str, Any]]] = {}
         try:
-            async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-                revision = await conn.run_sync(current_revision)
+            revision = await asyncio.wait_for(self._database_revision(), _DATABASE_CHECK_TIMEOUT_SECONDS)
             checks["database:connection"] = [{"status": "pass"}]
             head = head_revision()
             checks["database:migrations"] = [
@@ -237,3 +309,8 @@ class Runtime:
         if self.draining:
             checks["process:draining"] = [{"status": "fail", "output": "shutting down"}]
         return checks
+
+    async def _database_revision(self) -> str | None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+            return await conn.run_sync(current_revision)

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     auto_compensate: bool = True
     idempotency_key_retention_hours: float = Field(default=24.0, ge=24.0)
 
+    # --- process lifecycle ---------------------------------------------------------------------
+    shutdown_delay_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="After SIGTERM, keep serving this long with /health/ready at 503 before shutting down.",
+    )
+
     # --- logging -------------------------------------------------------------------------------
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"

@@ -52,6 +52,9 @@ class EmulatorServer:
         config = uvicorn.Config(
             create_app(self.config),
             log_level=self._log_level,
+            # In-process use: leave logging to the host process. uvicorn's default log_config would
+            # dictConfig the shared 'uvicorn*' loggers (own handlers, propagate off) for everyone.
+            log_config=None,
             lifespan="off",
             backlog=4096,  # benchmarks open hundreds of connections at once
             timeout_graceful_shutdown=2,  # held "timeout" faults must not delay stop()

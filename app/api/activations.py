@@ -21,7 +21,7 @@ from app.domain.steps import STEP_NAMES
 from .auth import current_client
 from .idempotency import canonical_json, parse_idempotency_key, parse_prefer_wait
 from .problems import FieldError, ProblemError, problem_responses, validation_problem
-from .schemas import ActivationList, ActivationOut, ActivationRequest, EventList, S3Storage
+from .schemas import TAGGED_UNIONS, ActivationList, ActivationOut, ActivationRequest, EventList, S3Storage
 from .views import activation_view, event_view
 
 if TYPE_CHECKING:
@@ -68,11 +68,34 @@ async def _read_json_body(request: Request) -> Any:
             raise ProblemError(413, "payload-too-large", "Payload too large", "the body is larger than 64 KiB")
         chunks.append(chunk)
     try:
-        return json.loads(b"".join(chunks))
+        return json.loads(b"".join(chunks), object_pairs_hook=_unique_keys, parse_constant=_no_constants)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ProblemError(
             400, "malformed-json", "Malformed JSON", f"the body is not valid JSON ({type(exc).__name__})"
         ) from None
+    except _StrictJsonError as exc:
+        raise ProblemError(400, "malformed-json", "Malformed JSON", f"the body is not valid JSON ({exc})") from None
+    except RecursionError:  # 64 KiB of "[" is enough to exhaust the parser's stack
+        raise ProblemError(400, "malformed-json", "Malformed JSON", "the body is nested too deeply") from None
+
+
+class _StrictJsonError(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A repeated key means two parsers may disagree on the value (the last one wins here, the first
+    # elsewhere): refuse it rather than validate one reading and fingerprint another.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _StrictJsonError("an object repeats a key")
+        result[key] = value
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise _StrictJsonError(f"{name} is not JSON")
 
 
 def _split_storage(request_body: ActivationRequest) -> tuple[dict[str, Any], dict[str, str]]:
@@ -138,7 +161,7 @@ async def create_activation(
     try:
         body = ActivationRequest.model_validate(document)
     except ValidationError as exc:
-        raise validation_problem(exc) from None
+        raise validation_problem(exc, tagged_unions=TAGGED_UNIONS) from None
     sandbox = body.sandbox or runtime.settings.adobe_sandbox
     if sandbox not in runtime.settings.sandboxes:
         raise ProblemError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -58,8 +59,15 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
     )
 
 
-def validation_problem(exc: ValidationError | RequestValidationError, *, prefix: str = "") -> ProblemError:
-    errors = [FieldError(path=_json_path(prefix, err.get("loc", ())), message=_message(err)) for err in exc.errors()]
+def validation_problem(
+    exc: ValidationError | RequestValidationError,
+    *,
+    prefix: str = "",
+    tagged_unions: Mapping[str, frozenset[str]] | None = None,
+) -> ProblemError:
+    errors = [
+        FieldError(path=_json_path(prefix, err, tagged_unions or {}), message=_message(err)) for err in exc.errors()
+    ]
     return ProblemError(
         422,
         "validation-error",
@@ -69,14 +77,40 @@ def validation_problem(exc: ValidationError | RequestValidationError, *, prefix:
     )
 
 
-def _json_path(prefix: str, loc: tuple[Any, ...] | list[Any]) -> str:
-    # pydantic adds the discriminator tag as a location element; it is not part of the document.
-    parts = [str(p) for p in loc if p not in ("body",) and not (isinstance(p, str) and p in ("s3", "sftp"))]
-    return "/".join([prefix.rstrip("/"), *parts]) if parts else (prefix or "/")
+def _json_path(prefix: str, err: Any, tagged_unions: Mapping[str, frozenset[str]]) -> str:
+    """A JSON Pointer (RFC 6901) into the request document; "/" stands for the whole document."""
+    loc: Sequence[Any] = err.get("loc", ())
+    parts: list[str] = []
+    tags: frozenset[str] = frozenset()
+    for index, part in enumerate(loc):
+        if index == 0 and part == "body":  # FastAPI's location marker, not part of the document
+            continue
+        # pydantic puts the tag of a discriminated union right after the field; it is not in the document.
+        if part in tags:
+            tags = frozenset()
+            continue
+        tags = tagged_unions.get(str(part), frozenset())
+        parts.append(str(part))
+    ctx = err.get("ctx") or {}
+    if err.get("type") in ("union_tag_not_found", "union_tag_invalid") and ctx.get("discriminator"):
+        parts.append(str(ctx["discriminator"]).strip("'\""))  # point at the tag field itself
+    elif err.get("type") == "invalid_field" and ctx.get("pointer"):
+        parts.extend(str(ctx["pointer"]).split("/"))  # a model-level rule naming one of its fields
+    escaped = [part.replace("~", "~0").replace("/", "~1") for part in parts]
+    return "/".join([prefix.rstrip("/"), *escaped]) if escaped else (prefix or "/")
 
 
 def _message(err: Any) -> str:
-    # Never echo the offending value: it might be a secret.
+    # Never echo the offending value: it might be a secret. pydantic's messages name the rule, not the
+    # input, except for a few types rewritten here.
+    kind = err.get("type")
+    ctx = err.get("ctx") or {}
+    if kind == "union_tag_invalid":
+        return f"must be one of {ctx.get('expected_tags', 'the documented values')}"
+    if kind == "union_tag_not_found":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known field"
     msg = str(err.get("msg", "invalid"))
     return msg.removeprefix("Value error, ")
 

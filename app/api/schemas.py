@@ -9,8 +9,10 @@ import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_ssh_private_key
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 SEGMENT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 XDM_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,15}$"
@@ -19,6 +21,13 @@ DEFAULT_FILENAME_TEMPLATE = "%DESTINATION_NAME%_%SEGMENT_ID%_%DATETIME(YYYYMMdd_
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _HOSTNAME_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# AWS reserves these prefixes and suffixes for access points, S3 Express and S3 Tables buckets.
+_BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+# The discriminated unions of the request: pydantic puts the tag into error locations, but it is
+# not part of the document, so problem paths drop it (app/api/problems.py).
+TAGGED_UNIONS: dict[str, frozenset[str]] = {"storage": frozenset({"s3", "sftp"})}
 
 DAILY_FULL_FREQUENCIES = {"ONCE", "DAILY", "WEEKLY", "MONTHLY"}
 INCREMENTAL_FREQUENCIES = {"DAILY", "EVERY_3_HOURS", "EVERY_6_HOURS", "EVERY_8_HOURS", "EVERY_12_HOURS"}
@@ -30,6 +39,25 @@ class Strict(BaseModel):
 
 def _no_control(value: str) -> str:
     if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def field_error(pointer: str, message: str) -> PydanticCustomError:
+    """An error raised by a model-level rule that is really about one field: ``pointer`` (relative to
+    the model, e.g. ``schedule/frequency``) lets the problem name that field instead of the model."""
+    return PydanticCustomError("invalid_field", message, {"pointer": pointer})
+
+
+def _iso_date(value: Any) -> Any:
+    # Lax pydantic would also take Unix timestamps and datetimes; the contract says "YYYY-MM-DD".
+    if value is not None and not (isinstance(value, str) and _ISO_DATE.match(value)):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+def _secret_text(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and _CONTROL.search(value.get_secret_value()):
         raise ValueError("must not contain control characters")
     return value
 
@@ -57,7 +85,11 @@ class S3Storage(Strict):
         # AWS bucket naming rules: lowercase, digits, dots and hyphens; no "..", not an IP address.
         if not _BUCKET.match(value) or ".." in value or ".-" in value or "-." in value:
             raise ValueError("is not a valid S3 bucket name")
-        if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", value) or value.startswith("xn--") or value.endswith("-s3alias"):
+        if (
+            re.fullmatch(r"\d+\.\d+\.\d+\.\d+", value)
+            or value.startswith(_BUCKET_RESERVED_PREFIXES)
+            or value.endswith(_BUCKET_RESERVED_SUFFIXES)
+        ):
             raise ValueError("is not a valid S3 bucket name")
         return value
 
@@ -66,11 +98,18 @@ class S3Storage(Strict):
     def _path(cls, value: str) -> str:
         return _safe_path(value)
 
+    @field_validator("secretKey")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        _secret_text(value)
+        return value
+
 
 class SftpStorage(Strict):
     type: Literal["sftp"]
     host: str = Field(min_length=1, max_length=253, examples=["sftp.example.com"])
-    port: int = Field(default=22, ge=1, le=65535)
+    # strict: a JSON integer only (lax mode would take "22", 22.0 and true).
+    port: int = Field(default=22, ge=1, le=65535, strict=True)
     username: str = Field(min_length=1, max_length=256)
     password: SecretStr | None = Field(
         default=None, min_length=1, max_length=1024, json_schema_extra={"writeOnly": True}
@@ -96,6 +135,8 @@ class SftpStorage(Strict):
             pass
         labels = value.rstrip(".").split(".")
         if not all(_HOSTNAME_LABEL.match(label) for label in labels):
+            raise ValueError("is not a valid hostname or IP address")
+        if labels[-1].isdigit():  # "999.1.1.1" or "10.0.0": neither an IP address nor a hostname
             raise ValueError("is not a valid hostname or IP address")
         return value
 
@@ -123,16 +164,23 @@ class SftpStorage(Strict):
                 load_ssh_private_key(raw, password=None)
             else:
                 load_pem_private_key(raw, password=None)
-        except TypeError:
+        except TypeError:  # cryptography's way of saying "this key needs a password"
             raise ValueError("must be a private key without a passphrase") from None
-        except (ValueError, Exception):
+        except (ValueError, UnsupportedAlgorithm):
             raise ValueError("is not a parseable private key") from None
         return value
 
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: SecretStr | None) -> SecretStr | None:
+        return _secret_text(value)
+
     @model_validator(mode="after")
     def _one_secret(self) -> SftpStorage:
-        if (self.password is None) == (self.sshKey is None):
-            raise ValueError("exactly one of password and sshKey is required")
+        if self.password is None and self.sshKey is None:
+            raise field_error("password", "exactly one of password and sshKey is required; neither was given")
+        if self.password is not None and self.sshKey is not None:
+            raise field_error("sshKey", "exactly one of password and sshKey is required; both were given")
         return self
 
 
@@ -148,16 +196,21 @@ class Schedule(Strict):
     endDate: date | None = None
     startTime: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:mm, UTC.")
 
+    @field_validator("startDate", "endDate", mode="before")
+    @classmethod
+    def _dates(cls, value: Any) -> Any:
+        return _iso_date(value)
+
     @model_validator(mode="after")
     def _combination(self) -> Schedule:
         if self.triggerType == "SCHEDULED" and self.startTime is None:
-            raise ValueError("triggerType SCHEDULED requires startTime (HH:mm)")
+            raise field_error("startTime", "triggerType SCHEDULED requires startTime (HH:mm)")
         if self.triggerType == "AFTER_SEGMENT_EVAL" and self.startTime is not None:
-            raise ValueError("startTime is only allowed with triggerType SCHEDULED")
+            raise field_error("startTime", "startTime is only allowed with triggerType SCHEDULED")
         if self.endDate is not None and self.frequency == "ONCE":
-            raise ValueError("endDate does not apply to frequency ONCE")
+            raise field_error("endDate", "endDate does not apply to frequency ONCE")
         if self.endDate is not None and self.startDate is not None and self.endDate < self.startDate:
-            raise ValueError("endDate must not be before startDate")
+            raise field_error("endDate", "endDate must not be before startDate")
         return self
 
 
@@ -188,12 +241,15 @@ class Segment(Strict):
     def _mode(self) -> Segment:
         allowed = DAILY_FULL_FREQUENCIES if self.exportMode == "DAILY_FULL_EXPORT" else INCREMENTAL_FREQUENCIES
         if self.schedule.frequency not in allowed:
-            raise ValueError(
+            raise field_error(
+                "schedule/frequency",
                 f"frequency {self.schedule.frequency} is not allowed with exportMode {self.exportMode}"
-                f" (allowed: {', '.join(sorted(allowed))})"
+                f" (allowed: {', '.join(sorted(allowed))})",
             )
         if self.exportMode == "FIRST_FULL_THEN_INCREMENTAL" and self.schedule.triggerType == "AFTER_SEGMENT_EVAL":
-            raise ValueError("exportMode FIRST_FULL_THEN_INCREMENTAL requires triggerType SCHEDULED")
+            raise field_error(
+                "schedule/triggerType", "exportMode FIRST_FULL_THEN_INCREMENTAL requires triggerType SCHEDULED"
+            )
         return self
 
     def normalized(self) -> dict[str, Any]:
@@ -224,16 +280,21 @@ class ActivationRequest(Strict):
     @field_validator("segments")
     @classmethod
     def _unique_segments(cls, value: list[Segment]) -> list[Segment]:
-        ids = [s.id for s in value]
-        if len(set(ids)) != len(ids):
-            raise ValueError("segment ids must be unique")
+        seen: set[str] = set()
+        for index, segment in enumerate(value):
+            if segment.id in seen:
+                raise field_error(f"{index}/id", "segment ids must be unique; this one is repeated")
+            seen.add(segment.id)
         return value
 
     @field_validator("attributes")
     @classmethod
     def _unique_attributes(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError("attributes must be unique")
+        seen: set[str] = set()
+        for index, path in enumerate(value):
+            if path in seen:
+                raise field_error(str(index), "attributes must be unique; this one is repeated")
+            seen.add(path)
         return value
 
 

@@ -4,6 +4,7 @@ concurrently), then, on failure or request, compensation in reverse order."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from .catalog import DestinationCatalog
 from .errors import StepFailed
 from .lifecycle import ActivationStatus, StepStatus
 from .model import Activation, Lease
+from .observer import NullSagaObserver, SagaObserver
 from .retry import RetryPolicy
 from .steps import SAGA_STEPS, SagaStep, StepContext
 from .upstream import LeasedFlowService
@@ -46,6 +48,7 @@ class SagaRunner:
         retry: RetryPolicy,
         auto_compensate: bool = True,
         steps: Sequence[SagaStep] = SAGA_STEPS,
+        observer: SagaObserver | None = None,
     ) -> None:
         self._repo = repository
         self._client = client
@@ -54,6 +57,7 @@ class SagaRunner:
         self._retry = retry
         self._auto_compensate = auto_compensate
         self._steps = tuple(steps)
+        self._observer: SagaObserver = observer or NullSagaObserver()
         self._stopping = asyncio.Event()
 
     def stop_at_next_boundary(self) -> None:
@@ -71,6 +75,10 @@ class SagaRunner:
             status = await self._forward(lease)
         if status == ActivationStatus.ROLLING_BACK and not self._stopping.is_set():
             status = await self._compensate(lease)
+        if status.terminal:
+            # From acceptance to now: what the caller waited, queueing and earlier runs included.
+            waited = (datetime.now(UTC) - activation.created_at).total_seconds()
+            self._observer.activation_finished(status.value, waited)
         return status
 
     # ------------------------------------------------------------------ forward
@@ -95,28 +103,45 @@ class SagaRunner:
         return ActivationStatus.RUNNING
 
     async def _run_step(self, lease: Lease, activation: Activation, step: SagaStep) -> StepFailure | None:
+        # Each step runs in a task of its own (TaskGroup copies the context), so this binding
+        # labels every log line of this step and ends with the task.
+        structlog.contextvars.bind_contextvars(step=step.name)
+        started = time.monotonic()
         try:
             async for attempt in self._retry.retrying():
                 with attempt:
                     number = await self._repo.start_step_attempt(lease, step.name, StepStatus.RUNNING)
                     ctx = self._context(lease, activation, number)
                     token = call_context.set(
-                        {"activation_id": str(activation.id), "step": step.name, "attempt": number}
+                        {
+                            "activation_id": str(activation.id),
+                            "step": step.name,
+                            "attempt": number,
+                            "epoch": lease.epoch,
+                        }
                     )
                     try:
                         result = await step.forward(ctx)
                     except UpstreamError as exc:
                         if exc.retryable:
+                            self._observer.step_retried(step.name, _retry_reason(exc))
                             await self._repo.add_event(
-                                activation.id, "retry", step.name, {"attempt": number, "error": str(exc)}
+                                activation.id,
+                                "retry",
+                                step.name,
+                                {"attempt": number, "error": str(exc)},
+                                epoch=lease.epoch,
                             )
                         raise
                     finally:
                         call_context.reset(token)
         except StepFailed as exc:
+            self._observer.step_finished(step.name, StepStatus.FAILED.value, time.monotonic() - started)
             return await self._record_failure(lease, step, _problem_from_domain(step.name, exc))
         except UpstreamError as exc:
+            self._observer.step_finished(step.name, StepStatus.FAILED.value, time.monotonic() - started)
             return await self._record_failure(lease, step, _problem_from_upstream(step.name, exc))
+        self._observer.step_finished(step.name, StepStatus.SUCCEEDED.value, time.monotonic() - started)
         await self._repo.update_step(
             lease,
             step.name,
@@ -143,22 +168,22 @@ class SagaRunner:
         return StepFailure(step=step.name, problem=problem)
 
     async def _fail(self, lease: Lease, failure: StepFailure) -> ActivationStatus:
-        await self._repo.set_status(lease, ActivationStatus.RUNNING, ActivationStatus.FAILED, error=failure.problem)
-        if not self._auto_compensate:
-            return ActivationStatus.FAILED
         activation = await self._repo.load(lease)
-        if not any(activation.steps[s.name].attempts for s in self._steps if s.kind is not None):
-            # Nothing was ever sent that could create a resource: there is nothing to compensate,
-            # and the activation stays `failed` with its error.
-            return ActivationStatus.FAILED
-        await self._repo.set_status(
-            lease,
-            ActivationStatus.FAILED,
-            ActivationStatus.ROLLING_BACK,
-            keep_error=True,
-            event={"reason": "automatic compensation"},
-        )
-        return ActivationStatus.ROLLING_BACK
+        # Compensate only if some request that creates a resource was ever sent: otherwise there
+        # is nothing upstream to undo and the activation stays `failed` with its error.
+        may_have_created = any(activation.steps[s.name].attempts for s in self._steps if s.kind is not None)
+        if self._auto_compensate and may_have_created:
+            await self._repo.set_status(
+                lease,
+                ActivationStatus.RUNNING,
+                ActivationStatus.FAILED,
+                ActivationStatus.ROLLING_BACK,
+                error=failure.problem,
+                event={"reason": "automatic compensation"},
+            )
+            return ActivationStatus.ROLLING_BACK
+        await self._repo.set_status(lease, ActivationStatus.RUNNING, ActivationStatus.FAILED, error=failure.problem)
+        return ActivationStatus.FAILED
 
     # ------------------------------------------------------------------ compensation
     async def _compensate(self, lease: Lease) -> ActivationStatus:
@@ -173,7 +198,11 @@ class SagaRunner:
             if state.attempts == 0:
                 await self._repo.update_step(lease, step.name, status=StepStatus.SKIPPED.value)
                 continue
-            leftover = await self._compensate_step(lease, activation, step)
+            started = time.monotonic()
+            with structlog.contextvars.bound_contextvars(step=step.name):
+                leftover = await self._compensate_step(lease, activation, step)
+            outcome = "compensation_failed" if leftover else StepStatus.COMPENSATED.value
+            self._observer.step_finished(step.name, outcome, time.monotonic() - started)
             if leftover:
                 orphans.append(leftover)
         if orphans:
@@ -195,13 +224,16 @@ class SagaRunner:
         try:
             async for attempt in self._retry.retrying():
                 with attempt:
-                    number = await self._repo.start_step_attempt(lease, step.name, StepStatus.COMPENSATING)
-                    ctx = self._context(lease, activation, number)
+                    # `attempts` counts forward attempts; compensation attempts show in the events.
+                    number = attempt.retry_state.attempt_number
+                    await self._repo.update_step(lease, step.name, status=StepStatus.COMPENSATING.value)
+                    ctx = self._context(lease, activation, state.attempts + number)
                     token = call_context.set(
                         {
                             "activation_id": str(activation.id),
                             "step": step.name,
                             "attempt": number,
+                            "epoch": lease.epoch,
                             "compensation": True,
                         }
                     )
@@ -243,6 +275,12 @@ class SagaRunner:
             cipher=self._cipher,
             attempt=attempt,
         )
+
+
+def _retry_reason(exc: UpstreamError) -> str:
+    """A bounded metrics label: the upstream status, or 'unavailable' for network errors."""
+    status = getattr(exc, "status", None)
+    return str(status) if isinstance(status, int) else "unavailable"
 
 
 def _problem_from_domain(step: str, exc: StepFailed) -> dict[str, Any]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import time
 import uuid
 
@@ -38,6 +36,7 @@ class Worker:
         runner: SagaRunner,
         *,
         database_url: str,
+        owner: str,
         concurrency: int,
         lease_seconds: float,
         poll_interval: float,
@@ -48,7 +47,7 @@ class Worker:
         self._concurrency = concurrency
         self._lease_seconds = lease_seconds
         self._poll_interval = poll_interval
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._inflight: dict[uuid.UUID, asyncio.Task[None]] = {}
@@ -117,6 +116,9 @@ class Worker:
                 return
 
     async def _process(self, lease: Lease) -> None:
+        # This coroutine is a task of its own (a copy of the context): the binding labels every log
+        # line of this activation's run, the heartbeat's and the saga's steps' included.
+        structlog.contextvars.bind_contextvars(activation_id=str(lease.activation_id))
         heartbeat = asyncio.create_task(self._heartbeat(lease, asyncio.current_task()))
         delay = 0.0
         try:

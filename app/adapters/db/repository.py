@@ -5,6 +5,7 @@ changes nothing (domain/model.py LeaseLost)."""
 from __future__ import annotations
 
 import base64
+import itertools
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -12,14 +13,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, or_, select, text, update
+from sqlalchemy import Row, Text, and_, exists, func, insert, literal, or_, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.domain.lifecycle import ACTIVE_STATUSES, ActivationStatus, StepStatus, sources_of
+from app.domain.lifecycle import ACTIVE_STATUSES, ActivationStatus, StepStatus, check_transition, sources_of
 from app.domain.model import Activation, Lease, LeaseLost, StepState
 
 from .tables import activation_events, activation_steps, activations, idempotency_keys
+
+# The statuses in which a step may still need the stored credentials.
+_FORWARD_PATH = frozenset({ActivationStatus.PENDING, ActivationStatus.RUNNING})
 
 NOTIFY_CHANNEL = "activation_ready"
 
@@ -218,6 +223,8 @@ class ActivationRepository:
                     or_(activations.c.lease_expires_at.is_(None), activations.c.lease_expires_at < func.now()),
                 )
                 .values(status=target.value, updated_at=func.now(), run_after=func.now(), completed_at=None)
+                # Off the forward path the credentials are never needed again: erase them now.
+                .values(**({} if target in _FORWARD_PATH else {"credentials_ciphertext": None}))
             )
             if result.rowcount == 0:
                 return False
@@ -301,34 +308,39 @@ class ActivationRepository:
         self,
         lease: Lease,
         current: ActivationStatus,
-        target: ActivationStatus,
-        *,
+        *path: ActivationStatus,
         error: dict[str, Any] | None = None,
         keep_error: bool = False,
         event: dict[str, Any] | None = None,
     ) -> None:
+        """Move along ``current → path[0] → path[1] …`` in one transaction, each hop checked by the
+        state machine and recorded as an event; readers never see the intermediate statuses."""
+        hops = [current, *path]
+        for before, after in itertools.pairwise(hops):
+            check_transition(before, after)
+        target = hops[-1]
         values: dict[str, Any] = {"status": target.value}
         if not keep_error:
             values["error"] = error
         values["completed_at"] = func.now() if target.terminal else None
+        if target.terminal or target == ActivationStatus.ROLLING_BACK:
+            # Secrets are only needed to create the target base connection; never keep them longer.
+            values["credentials_ciphertext"] = None
         async with self.fenced(lease) as conn:
-            await conn.execute(update(activations).where(activations.c.id == lease.activation_id).values(**values))
+            result = await conn.execute(
+                update(activations)
+                .where(activations.c.id == lease.activation_id, activations.c.status == current.value)
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                raise LeaseLost(f"activation {lease.activation_id} is no longer {current}")
             if target.terminal:
                 await self._expire_keys(conn, lease.activation_id)
-            if target.terminal or target == ActivationStatus.ROLLING_BACK:
-                # Secrets are only needed to create the target base connection; never keep them longer.
-                await conn.execute(
-                    update(activations)
-                    .where(activations.c.id == lease.activation_id)
-                    .values(credentials_ciphertext=None)
-                )
-            await _add_event(
-                conn,
-                lease.activation_id,
-                "status",
-                None,
-                {"status": target.value, "from": current.value, **(event or {})},
-            )
+            for before, after in itertools.pairwise(hops):
+                data = {"status": after.value, "from": before.value}
+                if after == target:
+                    data.update(event or {})
+                await _add_event(conn, lease.activation_id, "status", None, data)
 
     async def _expire_keys(self, conn: AsyncConnection, activation_id: uuid.UUID) -> None:
         # Retention counts from the end of the activation (contract §1: kept ≥ 24 h after it ends).
@@ -382,9 +394,28 @@ class ActivationRepository:
             ).scalar_one()
             return int(attempts)
 
-    async def add_event(self, activation_id: uuid.UUID, type_: str, step: str | None, data: dict[str, Any]) -> None:
+    async def add_event(
+        self,
+        activation_id: uuid.UUID,
+        type_: str,
+        step: str | None,
+        data: dict[str, Any],
+        *,
+        epoch: int | None = None,
+    ) -> None:
+        """Append an event; with ``epoch``, only while that lease is current (a worker that lost its
+        lease writes nothing, not even history)."""
         async with self._engine.begin() as conn:
-            await _add_event(conn, activation_id, type_, step, data)
+            if epoch is None:
+                await _add_event(conn, activation_id, type_, step, data)
+                return
+            owned = select(
+                literal(activation_id, UUID(as_uuid=True)).label("activation_id"),
+                literal(type_).label("type"),
+                literal(step, Text()).label("step"),
+                literal(data, JSONB()).label("data"),
+            ).where(exists().where(activations.c.id == activation_id, activations.c.lease_epoch == epoch))
+            await conn.execute(insert(activation_events).from_select(["activation_id", "type", "step", "data"], owned))
 
     async def add_events(self, rows: Iterable[dict[str, Any]]) -> None:
         batch = list(rows)

@@ -19,6 +19,7 @@ import httpx
 from .errors import FlowServiceError, UpstreamUnavailable
 from .ims import TokenProvider
 from .observe import CallObserver, UpstreamCall, call_context
+from .redact import sensitive_values
 
 
 class ResourceKind(StrEnum):
@@ -172,7 +173,7 @@ class FlowServiceClient:
                 await self._tokens.invalidate(token)
                 continue
             if response.status_code >= 400:
-                raise FlowServiceError.from_response(response, path=path)
+                raise FlowServiceError.from_response(response, path=path, redact=sensitive_values(json))
             if not response.content:
                 return {}
             try:
@@ -225,7 +226,12 @@ def _describe(exc: httpx.TransportError) -> str:
 
 
 def build_http_client(
-    *, connect_timeout: float, timeout: float, max_connections: int, verify: bool | ssl.SSLContext = True
+    *,
+    connect_timeout: float,
+    timeout: float,
+    max_connections: int,
+    verify: bool | ssl.SSLContext = True,
+    user_agent: str = "activation-gateway",
 ) -> httpx.AsyncClient:
     """The one pooled client the process uses for Adobe; sized to the worker's concurrency."""
     return httpx.AsyncClient(
@@ -233,4 +239,6 @@ def build_http_client(
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         verify=verify,
         follow_redirects=False,
+        # Names the process: Adobe support (or a test) can tell which worker made a call.
+        headers={"User-Agent": user_agent},
     )

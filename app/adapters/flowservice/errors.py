@@ -5,9 +5,12 @@ from __future__ import annotations
 import email.utils
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
+
+from .redact import scrub
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -54,8 +57,9 @@ class FlowServiceError(UpstreamError):
         }
 
     @classmethod
-    def from_response(cls, response: httpx.Response, *, path: str) -> FlowServiceError:
-        code, message = _parse_error_body(response)
+    def from_response(cls, response: httpx.Response, *, path: str, redact: Sequence[str] = ()) -> FlowServiceError:
+        """``redact``: the credentials the request carried; Adobe's text is scrubbed of them."""
+        code, message = _parse_error_body(response, redact)
         return cls(
             status=response.status_code,
             code=code,
@@ -96,12 +100,13 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _parse_error_body(response: httpx.Response) -> tuple[str | None, str]:
-    """Adobe has several error shapes (flow-service.md §6.1); take the code and message from any."""
+def _parse_error_body(response: httpx.Response, redact: Sequence[str] = ()) -> tuple[str | None, str]:
+    """Adobe has several error shapes (flow-service.md §6.1); take the code and message from any.
+    Both are scrubbed before they are cut, so a truncation cannot split a secret past the scrubber."""
     try:
         body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return None, (response.text[:200] or response.reason_phrase)
+        return None, (scrub(response.text, redact)[:200] or response.reason_phrase)
     if not isinstance(body, dict):
         return None, response.reason_phrase
     code: str | None = None
@@ -112,6 +117,10 @@ def _parse_error_body(response: httpx.Response) -> tuple[str | None, str]:
         code = str(body["error_code"])
     elif isinstance(body.get("code"), str):
         code = body["code"]
+    elif isinstance(body.get("error"), str):  # IMS: {"error": "invalid_client", "error_description": …}
+        code = body["error"]
+    if code is not None:
+        code = scrub(code, redact)[:100]
     report = body.get("report") if isinstance(body.get("report"), dict) else {}
     message = (
         (report or {}).get("detailed-message")
@@ -119,6 +128,7 @@ def _parse_error_body(response: httpx.Response) -> tuple[str | None, str]:
         or body.get("message")
         or body.get("detail")
         or body.get("title")
+        or body.get("error_description")
         or response.reason_phrase
     )
-    return code, str(message)[:500]
+    return code, scrub(str(message), redact)[:500]

@@ -10,6 +10,7 @@ import httpx
 from pydantic import SecretStr
 
 from .errors import FlowServiceError, UpstreamUnavailable
+from .redact import sensitive_values
 
 # Refresh this long before the token expires (aepp uses 500 s on 24 h tokens); short tokens refresh at half-life.
 _REFRESH_MARGIN_SECONDS = 300.0
@@ -69,7 +70,8 @@ class TokenProvider:
         except httpx.TransportError as exc:
             raise UpstreamUnavailable(method="POST", path="/ims/token/v3", reason=type(exc).__name__) from None
         if response.status_code != 200:
-            raise FlowServiceError.from_response(response, path="/ims/token/v3")
+            # An IMS error may quote the form it got: never let the client secret into the error text.
+            raise FlowServiceError.from_response(response, path="/ims/token/v3", redact=sensitive_values(form))
         body = response.json()
         lifetime = float(body["expires_in"])
         margin = min(_REFRESH_MARGIN_SECONDS, lifetime / 2)

@@ -1,0 +1,46 @@
+"""Queue statistics for /metrics, read on each scrape.
+
+Only the active statuses are counted: that set is what ``ix_activations_claimable`` (a partial index
+on exactly those statuses) covers, so the query stays bounded by the work in progress however many
+finished activations the table holds. Finished activations are counted by the workers as they finish
+(``gateway_activations_finished_total``), the usual way for Prometheus.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .tables import ACTIVE_STATUSES
+
+_QUERY = text(
+    """
+    SELECT status,
+           count(*) FILTER (WHERE lease_expires_at IS NULL OR lease_expires_at < now()) AS waiting,
+           count(*) FILTER (WHERE lease_expires_at >= now()) AS leased
+      FROM activations
+     WHERE status IN ('pending', 'running', 'rolling_back')
+     GROUP BY status
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    by_status: dict[str, int] = field(default_factory=dict)  # every active status, zeros included
+    waiting: int = 0  # active and not leased by any worker (queued, backing off, or lease expired)
+    leased: int = 0  # held by a live lease of some worker process
+
+
+async def queue_stats(engine: AsyncEngine) -> QueueStats:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(_QUERY)).all()
+    by_status = dict.fromkeys(ACTIVE_STATUSES, 0)
+    waiting = leased = 0
+    for row in rows:
+        by_status[row.status] = int(row.waiting) + int(row.leased)
+        waiting += int(row.waiting)
+        leased += int(row.leased)
+    return QueueStats(by_status=by_status, waiting=waiting, leased=leased)

@@ -1,0 +1,32 @@
+"""What the saga reports about its progress, for metrics. The domain only knows this protocol; the
+Prometheus implementation lives in app/metrics.py and is wired in app/runtime.py."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class SagaObserver(Protocol):
+    def step_finished(self, step: str, outcome: str, seconds: float) -> None:
+        """A step left the saga's hands: ``outcome`` is succeeded, failed, compensated or
+        compensation_failed; ``seconds`` covers all its attempts, backoff included."""
+
+    def step_retried(self, step: str, reason: str) -> None:
+        """An attempt of ``step`` failed with a retryable error (``reason``: upstream status or
+        ``unavailable``); the retry policy decides whether another attempt follows."""
+
+    def activation_finished(self, status: str, seconds: float) -> None:
+        """An activation reached a terminal status, ``seconds`` after it was accepted."""
+
+
+class NullSagaObserver:
+    """Observes nothing: the default when no metrics are wanted (e.g. in unit tests)."""
+
+    def step_finished(self, step: str, outcome: str, seconds: float) -> None:
+        pass
+
+    def step_retried(self, step: str, reason: str) -> None:
+        pass
+
+    def activation_finished(self, status: str, seconds: float) -> None:
+        pass
