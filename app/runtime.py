@@ -38,6 +38,8 @@ log = structlog.get_logger(__name__)
 _WORKER_STALE_SECONDS = 30.0
 # Probes and scrapes must answer even when the database hangs: a hung check is a failed check.
 _DATABASE_CHECK_TIMEOUT_SECONDS = 3.0
+# How long a stopping worker lets the steps in flight finish before it cancels them.
+_WORKER_GRACE_SECONDS = 10.0
 
 
 class ConfigurationError(Exception):
@@ -204,6 +206,8 @@ class Runtime:
                 poll_interval=settings.worker_poll_interval_seconds,
             )
         self._worker_task: asyncio.Task[None] | None = None
+        self._worker_stopping: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.draining = False
 
     @staticmethod
@@ -247,8 +251,20 @@ class Runtime:
 
     def begin_draining(self) -> None:
         """Shutdown has begun: readiness fails from now on so traffic moves elsewhere, while the
-        process keeps serving until the server's drain delay ends. Called from a signal handler."""
+        process keeps serving until the server's drain delay ends. Called from a signal handler.
+
+        The worker serves no routed traffic, so it starts stopping now (claims nothing more, steps
+        in flight end at their boundary, leases are released for other workers): its grace period
+        overlaps the drain delay instead of adding to it."""
         self.draining = True
+        if self.worker is not None and self._loop is not None and self._worker_stopping is None:
+            # call_soon_threadsafe is safe in a signal handler: it only wakes the loop.
+            self._loop.call_soon_threadsafe(self._stop_worker_soon)
+
+    def _stop_worker_soon(self) -> None:
+        if self.worker is not None and self._worker_stopping is None:
+            log.info("worker stopping: process draining")
+            self._worker_stopping = asyncio.create_task(self.worker.stop(grace_seconds=_WORKER_GRACE_SECONDS))
 
     async def refresh_metrics(self) -> None:
         """Update the gauges that are read rather than counted, right before a scrape."""
@@ -262,6 +278,7 @@ class Runtime:
         self.metrics.refresh_queue(stats)
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         for note in self.notes:
             log.warning(note)
         if self.worker is not None:
@@ -269,8 +286,10 @@ class Runtime:
 
     async def stop(self) -> None:
         self.draining = True
-        if self.worker is not None:
-            await self.worker.stop(grace_seconds=10.0)
+        if self._worker_stopping is not None:
+            await self._worker_stopping
+        elif self.worker is not None:
+            await self.worker.stop(grace_seconds=_WORKER_GRACE_SECONDS)
         if self._worker_task is not None:
             self._worker_task.cancel()
             await asyncio.gather(self._worker_task, return_exceptions=True)

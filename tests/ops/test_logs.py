@@ -41,6 +41,7 @@ def test_activation_log_lines_show_every_step_and_upstream_request(gateway: Gate
     upstream_events = [e["data"] for e in events if e["type"] == "upstream"]
     assert {e["x_request_id"] for e in upstream_lines} == {e["requestId"] for e in upstream_events}
     assert all(e["adobe_request_id"] for e in upstream_lines), "Adobe's request id is logged with each call"
-    assert {e["step"] for e in upstream_lines} == {step["name"] for step in final["steps"]}
+    # (resolve_destination's spec reads may come from the cache of an earlier activation.)
+    assert {e["step"] for e in upstream_lines} == {e["step"] for e in events if e["type"] == "upstream"}
     # Bound from the worker's context, not only passed by hand: the closing line carries it too.
     assert any(e["event"] == "activation processed" for e in mine)
