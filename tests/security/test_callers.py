@@ -4,15 +4,17 @@ activations, events, rollbacks and Idempotency-Keys."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 
 import httpx
 import pytest
 
-from tests.conftest import root, wait_terminal
+from app.cli import build_parser
+from tests.conftest import wait_terminal
 from tests.security.support import assert_problem, dump_database
 from tests.support.gateway import GatewayProcess
 from tests.support.payloads import new_key, s3_request
@@ -21,16 +23,19 @@ StartGateway = Callable[..., GatewayProcess]
 
 
 def create_api_key(client: str) -> tuple[str, str]:
-    """Runs `activation-gateway create-api-key`; returns (the key, the API_KEYS entry) it printed."""
-    done = subprocess.run(
-        [sys.executable, "-m", "app", "create-api-key", client], cwd=root(), capture_output=True, text=True, check=True
-    )
-    lines = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+    """Runs `activation-gateway create-api-key` (in process: it only prints); returns (the key, the
+    API_KEYS entry) it printed."""
+    args = build_parser().parse_args(["create-api-key", client])
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        args.handler(args)
+    lines = [line.strip() for line in output.getvalue().splitlines() if line.strip()]
     entry = next(line for line in lines if line.startswith(f"{client}:"))
     shown_once = next(i for i, line in enumerate(lines) if "shown once" in line)
     key = lines[shown_once + 1]
-    assert re.fullmatch(rf"{re.escape(client)}:[0-9a-f]{{64}}", entry), done.stdout
-    assert key not in entry and len(key) >= 32, "the entry holds a hash, not the key"
+    assert re.fullmatch(rf"{re.escape(client)}:[0-9a-f]{{64}}", entry), output.getvalue()
+    assert entry == f"{client}:{hashlib.sha256(key.encode()).hexdigest()}", "the entry is the key's SHA-256"
+    assert key not in entry and len(key) >= 32
     return key, entry
 
 

@@ -49,6 +49,12 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+class _Server(ThreadingHTTPServer):
+    # A refused handshake can leave a handler waiting on its socket: do not wait for it at close.
+    daemon_threads = True
+    block_on_close = False
+
+
 class _Ok(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.send_response(200)
@@ -63,7 +69,7 @@ class _Ok(BaseHTTPRequestHandler):
 @pytest.fixture
 def https_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     cert, key = self_signed(tmp_path)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    server = _Server(("127.0.0.1", 0), _Ok)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)

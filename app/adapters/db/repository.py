@@ -28,6 +28,29 @@ _FORWARD_PATH = frozenset({ActivationStatus.PENDING, ActivationStatus.RUNNING})
 
 NOTIFY_CHANNEL = "activation_ready"
 
+# The claim, also EXPLAINed by the benchmark (bench/history.py). It walks the partial index
+# ix_activations_claimable (active statuses only, ordered by run_after), so its cost does not grow
+# with the number of finished activations.
+CLAIM_SQL = """
+WITH candidates AS (
+    SELECT id FROM activations
+    WHERE status IN ('pending', 'running', 'rolling_back')
+      AND run_after <= now()
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+    ORDER BY run_after
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE activations AS a
+   SET lease_owner = :owner,
+       lease_expires_at = now() + make_interval(secs => :lease),
+       lease_epoch = a.lease_epoch + 1
+  FROM candidates
+ WHERE a.id = candidates.id
+RETURNING a.id, a.lease_epoch
+"""
+_CLAIM = text(CLAIM_SQL)
+
 
 @dataclass(frozen=True, slots=True)
 class NewActivation:
@@ -236,26 +259,7 @@ class ActivationRepository:
     async def claim(self, *, owner: str, limit: int, lease_seconds: float) -> list[ClaimedLease]:
         """Claim up to ``limit`` runnable activations. SKIP LOCKED lets many workers share the table;
         an expired lease is simply claimable again, with a higher epoch (the fencing token)."""
-        statement = text(
-            """
-            WITH candidates AS (
-                SELECT id FROM activations
-                WHERE status IN ('pending', 'running', 'rolling_back')
-                  AND run_after <= now()
-                  AND (lease_expires_at IS NULL OR lease_expires_at < now())
-                ORDER BY run_after
-                LIMIT :limit
-                FOR UPDATE SKIP LOCKED
-            )
-            UPDATE activations AS a
-               SET lease_owner = :owner,
-                   lease_expires_at = now() + make_interval(secs => :lease),
-                   lease_epoch = a.lease_epoch + 1
-              FROM candidates
-             WHERE a.id = candidates.id
-         RETURNING a.id, a.lease_epoch
-            """
-        )
+        statement = _CLAIM
         async with self._engine.begin() as conn:
             rows = (await conn.execute(statement, {"limit": limit, "owner": owner, "lease": lease_seconds})).all()
         return [ClaimedLease(activation_id=row.id, epoch=row.lease_epoch) for row in rows]

@@ -1,0 +1,56 @@
+"""Idempotency keys are reaped once past retention, and never while their activation is unfinished."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from app.adapters.db.engine import create_engine
+from app.adapters.db.repository import ActivationRepository
+from tests.conftest import truncate_all
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def clean(database_url: str) -> Iterator[None]:
+    truncate_all(database_url)
+    yield
+    truncate_all(database_url)
+
+
+def add(conn: psycopg.Connection, status: str, key: str, expires: str | None) -> None:  # type: ignore[type-arg]
+    activation_id = uuid.uuid4()
+    conn.execute(
+        "INSERT INTO activations (id, client_id, status, destination_name, sandbox, storage, segments, attributes)"
+        " VALUES (%s, 'dev', %s, 'Adobe Campaign', 'prod', '{}', '[]', '[]')",
+        (activation_id, status),
+    )
+    conn.execute(
+        "INSERT INTO idempotency_keys (client_id, key, request_fingerprint, activation_id, response_status, expires_at)"
+        f" VALUES ('dev', %s, 'f', %s, 202, {expires or 'NULL'})",
+        (key, activation_id),
+    )
+
+
+@pytest.mark.anyio
+async def test_reaper_deletes_only_expired_keys_of_finished_activations(database_url: str, clean: None) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        add(conn, "succeeded", "old-finished", "now() - interval '1 hour'")
+        add(conn, "rolled_back", "recent-finished", "now() + interval '23 hours'")
+        add(conn, "running", "unfinished", None)
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        removed = await ActivationRepository(engine).reap_idempotency_keys()
+    finally:
+        await engine.dispose()
+    with psycopg.connect(database_url) as conn:
+        left = {row[0] for row in conn.execute("SELECT key FROM idempotency_keys").fetchall()}
+    assert removed == 1
+    assert left == {"recent-finished", "unfinished"}
