@@ -22,7 +22,7 @@ from app.adapters.db.engine import create_engine
 from app.adapters.db.migrate import current_revision, head_revision
 from app.adapters.db.repository import ActivationRepository
 from app.adapters.db.stats import queue_stats
-from app.adapters.flowservice import FlowServiceClient, TokenProvider, UpstreamCall
+from app.adapters.flowservice import FlowServiceClient, TokenProvider, UpstreamCall, call_events
 from app.adapters.flowservice.client import build_http_client
 from app.api.auth import ApiKeyRegistry
 from app.domain.catalog import DestinationCatalog
@@ -232,21 +232,25 @@ class Runtime:
         )
         activation_id = call.context.get("activation_id")
         if activation_id:
+            data = {
+                "method": call.method,
+                "path": call.path,
+                "status": call.status,
+                "durationMs": call.duration_ms,
+                "attempt": call.context.get("attempt"),
+                "requestId": call.request_id,
+                "adobeRequestId": call.adobe_request_id,
+                "error": call.error,
+            }
+            buffer = call_events.get()
+            if buffer is not None:
+                # A saga is running: its next fenced write records this row (see observe.call_events).
+                buffer.append(
+                    {"activation_id": activation_id, "type": "upstream", "step": call.context.get("step"), "data": data}
+                )
+                return
             await self.repository.add_event(
-                activation_id,
-                "upstream",
-                call.context.get("step"),
-                {
-                    "method": call.method,
-                    "path": call.path,
-                    "status": call.status,
-                    "durationMs": call.duration_ms,
-                    "attempt": call.context.get("attempt"),
-                    "requestId": call.request_id,
-                    "adobeRequestId": call.adobe_request_id,
-                    "error": call.error,
-                },
-                epoch=call.context.get("epoch"),
+                activation_id, "upstream", call.context.get("step"), data, epoch=call.context.get("epoch")
             )
 
     def begin_draining(self) -> None:

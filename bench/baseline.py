@@ -11,7 +11,10 @@ from typing import Any
 
 import httpx
 
+from app.api.schemas import Segment
+
 from .harness import CLIENT_ID, CLIENT_SECRET, FLOW_PATH, ORG_ID
+from .workload import activation_body
 
 PROFILE_STORE_SPEC = {"id": "8a9c3494-9708-43d7-ae3f-cda01e5030e1", "version": "1.0"}
 
@@ -49,63 +52,82 @@ def one_activation(client: httpx.Client, flow_spec: dict[str, str] | None) -> di
     target_spec = {"id": spec["id"], "version": spec.get("version") or "1.0"}
     flow_spec = flow_spec or _flow_spec_for(client, spec["id"])
     # 2. source base connection, 3. source connection
-    source_base = client.post(
-        "/connections", json={"name": f"bench source base {tag}", "connectionSpec": PROFILE_STORE_SPEC}
-    ).raise_for_status().json()["id"]
-    source = client.post(
-        "/sourceConnections",
-        json={
-            "name": f"bench source {tag}",
-            "baseConnectionId": source_base,
-            "connectionSpec": PROFILE_STORE_SPEC,
-            "data": {"format": "CSV", "schema": None},
-            "params": {},
-        },
-    ).raise_for_status().json()["id"]
+    source_base = (
+        client.post("/connections", json={"name": f"bench source base {tag}", "connectionSpec": PROFILE_STORE_SPEC})
+        .raise_for_status()
+        .json()["id"]
+    )
+    source = (
+        client.post(
+            "/sourceConnections",
+            json={
+                "name": f"bench source {tag}",
+                "baseConnectionId": source_base,
+                "connectionSpec": PROFILE_STORE_SPEC,
+                "data": {"format": "CSV", "schema": None},
+                "params": {},
+            },
+        )
+        .raise_for_status()
+        .json()["id"]
+    )
     # 4. target base connection, 5. target connection
-    target_base = client.post(
-        "/connections",
-        json={
-            "name": f"bench target base {tag}",
-            "auth": {"specName": "S3", "params": {"accessId": "AKIAIOSFODNN7EXAMPLE", "secretKey": "not-real"}},
-            "connectionSpec": target_spec,
-        },
-    ).raise_for_status().json()["id"]
-    target = client.post(
-        "/targetConnections",
-        json={
-            "name": f"bench target {tag}",
-            "baseConnectionId": target_base,
-            "connectionSpec": target_spec,
-            "data": {"format": "json", "schema": {"id": "1.0", "version": "1.0"}},
-            "params": {"mode": "S3", "bucketName": "acme-aep-exports", "path": "campaign/bench", "format": "CSV"},
-        },
-    ).raise_for_status().json()["id"]
+    target_base = (
+        client.post(
+            "/connections",
+            json={
+                "name": f"bench target base {tag}",
+                "auth": {"specName": "S3", "params": {"accessId": "AKIAIOSFODNN7EXAMPLE", "secretKey": "not-real"}},
+                "connectionSpec": target_spec,
+            },
+        )
+        .raise_for_status()
+        .json()["id"]
+    )
+    target = (
+        client.post(
+            "/targetConnections",
+            json={
+                "name": f"bench target {tag}",
+                "baseConnectionId": target_base,
+                "connectionSpec": target_spec,
+                "data": {"format": "json", "schema": {"id": "1.0", "version": "1.0"}},
+                "params": {"mode": "S3", "bucketName": "acme-aep-exports", "path": "campaign/bench", "format": "CSV"},
+            },
+        )
+        .raise_for_status()
+        .json()["id"]
+    )
     # 6. the flow
-    created = client.post(
-        "/flows",
-        json={
-            "name": f"bench flow {tag}",
-            "flowSpec": flow_spec,
-            "sourceConnectionIds": [source],
-            "targetConnectionIds": [target],
-            "transformations": [
-                {
-                    "name": "GeneralTransform",
-                    "params": {"segmentSelectors": {"selectors": []}, "profileSelectors": {"selectors": []}},
-                }
-            ],
-        },
-    ).raise_for_status().json()
+    created = (
+        client.post(
+            "/flows",
+            json={
+                "name": f"bench flow {tag}",
+                "flowSpec": flow_spec,
+                "sourceConnectionIds": [source],
+                "targetConnectionIds": [target],
+                "transformations": [
+                    {
+                        "name": "GeneralTransform",
+                        "params": {"segmentSelectors": {"selectors": []}, "profileSelectors": {"selectors": []}},
+                    }
+                ],
+            },
+        )
+        .raise_for_status()
+        .json()
+    )
     flow_id = created["id"]
     # 7. activate: PATCH the selectors in with If-Match
     operations: list[dict[str, Any]] = [
         {
             "op": "add",
             "path": "/transformations/0/params/segmentSelectors/selectors/-",
-            "value": {"type": "PLATFORM_SEGMENT", "value": {"id": str(uuid.uuid4()), "name": f"Segment {i}"}},
+            # The selector exactly as the gateway sends it (defaults filled in by the same schema).
+            "value": {"type": "PLATFORM_SEGMENT", "value": Segment.model_validate(segment).normalized()},
         }
-        for i in range(2)
+        for segment in activation_body("baseline")["segments"]
     ] + [
         {
             "op": "add",

@@ -67,9 +67,20 @@ class Emulator:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flowservice_emulator", "--port", str(self.port),
-             "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET],
-            cwd=ROOT, stdout=(log_dir / "emulator.log").open("wb"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "flowservice_emulator",
+                "--port",
+                str(self.port),
+                "--client-id",
+                CLIENT_ID,
+                "--client-secret",
+                CLIENT_SECRET,
+            ],
+            cwd=ROOT,
+            stdout=(log_dir / "emulator.log").open("wb"),
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -140,8 +151,9 @@ class Chaos:
                 continue
             target = self.random.choice(live)
             try:
-                response = httpx.post(f"{target.url}/activations", json=body,
-                                      headers={"Idempotency-Key": key}, timeout=10)
+                response = httpx.post(
+                    f"{target.url}/activations", json=body, headers={"Idempotency-Key": key}, timeout=10
+                )
             except httpx.TransportError:
                 self.stats["submit_retries"] += 1
                 continue
@@ -159,8 +171,13 @@ class Chaos:
 
     def inject(self) -> None:
         method, path = self.random.choice(ROUTES)
-        fault = {**self.random.choice(FAULTS), "method": method, "path": path,
-                 "rate": self.random.choice([0.1, 0.2, 0.3]), "seed": self.random.randrange(10**6)}
+        fault = {
+            **self.random.choice(FAULTS),
+            "method": method,
+            "path": path,
+            "rate": self.random.choice([0.1, 0.2, 0.3]),
+            "seed": self.random.randrange(10**6),
+        }
         if fault.get("status") == 400 and method == "DELETE":
             fault["status"] = 503  # a permanent delete failure is rollback_failed by design, tested elsewhere
         fault["times"] = self.random.randint(3, 15)

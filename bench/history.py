@@ -7,6 +7,8 @@ import asyncio
 import random
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import httpx
@@ -50,7 +52,8 @@ SELECT a.id, a.created_at, e.type, e.step, e.data
        LATERAL (
          SELECT 'status', NULL::text, jsonb_build_object('status', 'running') FROM generate_series(1, %(status)s)
          UNION ALL
-         SELECT 'step', s, jsonb_build_object('status', 'succeeded', 'resourceId', 'res') FROM unnest(%(steps)s::text[]) s
+         SELECT 'step', s, jsonb_build_object('status', 'succeeded', 'resourceId', 'res')
+           FROM unnest(%(steps)s::text[]) s
          UNION ALL
          SELECT 'upstream', 'create_flow', jsonb_build_object('method', 'POST', 'path', '/flows', 'status', 201,
                 'durationMs', 50.0, 'attempt', 1, 'requestId', gen_random_uuid())
@@ -136,13 +139,14 @@ async def _time_queries(database_url: str, ids: list[uuid.UUID], rounds: int) ->
             await conn.execute(text("SELECT 1"))
         for i in range(rounds):
             ident = ids[i % len(ids)]
-            for name, call in (
+            calls: tuple[tuple[str, Callable[[], Awaitable[object]]], ...] = (
                 # An empty queue: the claim must find that out from the index, not by scanning history.
-                ("claim", lambda: repo.claim(owner="bench-probe", limit=10, lease_seconds=30)),
-                ("get_status", lambda: repo.get_status(ident)),
-                ("get", lambda: repo.get(ident)),
-                ("events", lambda: repo.events(ident)),
-            ):
+                ("claim", partial(repo.claim, owner="bench-probe", limit=10, lease_seconds=30)),
+                ("get_status", partial(repo.get_status, ident)),
+                ("get", partial(repo.get, ident)),
+                ("events", partial(repo.events, ident)),
+            )
+            for name, call in calls:
                 started = time.perf_counter()
                 await call()
                 timings[name].append((time.perf_counter() - started) * 1000)

@@ -276,7 +276,7 @@ def _print_report(r: dict[str, Any]) -> None:
         f" {base['latencyRatio']}"
     )
     out.append(
-        f"{'baseline script throughput':44} {base['perSecond']:>21.2f} act/s  gateway is {base['throughputRatio']}×"
+        f"{'baseline script throughput':44} {base['perSecond']:>21.2f} act/s  gateway: {base['throughputRatio']} x"
     )
     out.append("")
     out.append("targets: " + ", ".join(f"{k}={'PASS' if v else 'FAIL'}" for k, v in r["targets"].items()))

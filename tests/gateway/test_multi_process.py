@@ -56,9 +56,9 @@ def test_a_worker_paused_past_its_lease_changes_nothing_and_calls_nothing(
             lambda: client.get(f"/activations/{activation_id}").json(),
             lambda b: any(s["status"] == "running" for s in b["steps"][1:]),
         )
-    other = start_gateway(LEASE_SECONDS="2")
     paused.signal(signal.SIGSTOP)
     try:
+        other = start_gateway(LEASE_SECONDS="2")
         with other.client() as client:
             final = wait_terminal(client, activation_id, timeout=60)
         assert final["status"] == "succeeded", final

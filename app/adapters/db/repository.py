@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, Text, and_, exists, func, insert, literal, or_, select, text, update
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -27,6 +26,9 @@ from .tables import activation_events, activation_steps, activations, idempotenc
 _FORWARD_PATH = frozenset({ActivationStatus.PENDING, ActivationStatus.RUNNING})
 
 NOTIFY_CHANNEL = "activation_ready"
+# Sent when an activation becomes terminal, with its id: `Prefer: wait` answers at once.
+TERMINAL_CHANNEL = "activation_terminal"
+_NOTIFY_TERMINAL = text(f"SELECT pg_notify('{TERMINAL_CHANNEL}', :id)")
 
 # The claim, also EXPLAINed by the benchmark (bench/history.py). It walks the partial index
 # ix_activations_claimable (active statuses only, ordered by run_after), so its cost does not grow
@@ -50,6 +52,14 @@ UPDATE activations AS a
 RETURNING a.id, a.lease_epoch
 """
 _CLAIM = text(CLAIM_SQL)
+# Built once: the fence runs in every worker transaction, and compiling it each time showed up in
+# profiles (SQLAlchemy's cache key generation included).
+_FENCE = (
+    update(activations)
+    .where(activations.c.id == bindparam("id"), activations.c.lease_epoch == bindparam("epoch"))
+    .values(updated_at=func.now())
+    .returning(activations.c.id, activations.c.rollback_requested_at)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,18 +305,18 @@ class ActivationRepository:
     @asynccontextmanager
     async def fenced(self, lease: Lease) -> AsyncIterator[AsyncConnection]:
         """A transaction that holds the activation row and proves the lease is still ours."""
+        async with self._fenced(lease) as (conn, _):
+            yield conn
+
+    @asynccontextmanager
+    async def _fenced(self, lease: Lease) -> AsyncIterator[tuple[AsyncConnection, bool]]:
+        """``fenced``, also telling whether a rollback has been requested: the saga keeps the
+        activation in memory during a run and learns of the request from its next write."""
         async with self._engine.begin() as conn:
-            owned = (
-                await conn.execute(
-                    update(activations)
-                    .where(activations.c.id == lease.activation_id, activations.c.lease_epoch == lease.epoch)
-                    .values(updated_at=func.now())
-                    .returning(activations.c.id)
-                )
-            ).first()
+            owned = (await conn.execute(_FENCE, {"id": lease.activation_id, "epoch": lease.epoch})).first()
             if owned is None:
                 raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
-            yield conn
+            yield conn, owned.rollback_requested_at is not None
 
     async def set_status(
         self,
@@ -316,9 +326,11 @@ class ActivationRepository:
         error: dict[str, Any] | None = None,
         keep_error: bool = False,
         event: dict[str, Any] | None = None,
+        upstream_events: Sequence[dict[str, Any]] = (),
     ) -> None:
         """Move along ``current → path[0] → path[1] …`` in one transaction, each hop checked by the
-        state machine and recorded as an event; readers never see the intermediate statuses."""
+        state machine and recorded as an event; readers never see the intermediate statuses.
+        ``upstream_events`` (rows buffered by the saga) are written first, in the same transaction."""
         hops = [current, *path]
         for before, after in itertools.pairwise(hops):
             check_transition(before, after)
@@ -338,6 +350,7 @@ class ActivationRepository:
             )
             if result.rowcount != 1:
                 raise LeaseLost(f"activation {lease.activation_id} is no longer {current}")
+            await _add_events(conn, lease.activation_id, upstream_events)
             if target.terminal:
                 await self._expire_keys(conn, lease.activation_id)
             for before, after in itertools.pairwise(hops):
@@ -345,6 +358,9 @@ class ActivationRepository:
                 if after == target:
                     data.update(event or {})
                 await _add_event(conn, lease.activation_id, "status", None, data)
+            if target.terminal:
+                # Wakes the API requests holding a `Prefer: wait` for this activation.
+                await conn.execute(_NOTIFY_TERMINAL, {"id": str(lease.activation_id)})
 
     async def _expire_keys(self, conn: AsyncConnection, activation_id: uuid.UUID) -> None:
         # Retention counts from the end of the activation (contract §1: kept ≥ 24 h after it ends).
@@ -365,9 +381,12 @@ class ActivationRepository:
         *,
         event: dict[str, Any] | None = None,
         activation_values: dict[str, Any] | None = None,
+        upstream_events: Sequence[dict[str, Any]] = (),
         **values: Any,
-    ) -> None:
-        async with self.fenced(lease) as conn:
+    ) -> bool:
+        """Record a step's outcome (with the upstream calls that led to it); returns whether a
+        rollback has been requested meanwhile."""
+        async with self._fenced(lease) as (conn, rollback_requested):
             await conn.execute(
                 update(activation_steps)
                 .where(activation_steps.c.activation_id == lease.activation_id, activation_steps.c.name == step)
@@ -377,8 +396,10 @@ class ActivationRepository:
                 await conn.execute(
                     update(activations).where(activations.c.id == lease.activation_id).values(**activation_values)
                 )
+            await _add_events(conn, lease.activation_id, upstream_events)
             if event is not None:
                 await _add_event(conn, lease.activation_id, "step", step, event)
+        return rollback_requested
 
     async def start_step_attempt(self, lease: Lease, step: str, status: StepStatus) -> int:
         """Record the intent before the upstream call; returns the attempt number."""
@@ -406,20 +427,25 @@ class ActivationRepository:
         data: dict[str, Any],
         *,
         epoch: int | None = None,
+        upstream_events: Sequence[dict[str, Any]] = (),
     ) -> None:
-        """Append an event; with ``epoch``, only while that lease is current (a worker that lost its
-        lease writes nothing, not even history)."""
+        """Append an event (after ``upstream_events``, rows buffered by the saga); with ``epoch``,
+        only while that lease is current (a worker that lost its lease writes nothing, not even
+        history). The row lock taken by the check keeps the epoch from changing before commit."""
+        activation_id = uuid.UUID(str(activation_id))  # the call observer passes the id as text
         async with self._engine.begin() as conn:
-            if epoch is None:
-                await _add_event(conn, activation_id, type_, step, data)
-                return
-            owned = select(
-                literal(activation_id, UUID(as_uuid=True)).label("activation_id"),
-                literal(type_).label("type"),
-                literal(step, Text()).label("step"),
-                literal(data, JSONB()).label("data"),
-            ).where(exists().where(activations.c.id == activation_id, activations.c.lease_epoch == epoch))
-            await conn.execute(insert(activation_events).from_select(["activation_id", "type", "step", "data"], owned))
+            if epoch is not None:
+                owned = (
+                    await conn.execute(
+                        select(activations.c.id)
+                        .where(activations.c.id == activation_id, activations.c.lease_epoch == epoch)
+                        .with_for_update()
+                    )
+                ).first()
+                if owned is None:
+                    return
+            await _add_events(conn, activation_id, upstream_events)
+            await _add_event(conn, activation_id, type_, step, data)
 
     async def add_events(self, rows: Iterable[dict[str, Any]]) -> None:
         batch = list(rows)
@@ -456,6 +482,19 @@ async def _add_event(
     conn: AsyncConnection, activation_id: uuid.UUID, type_: str, step: str | None, data: dict[str, Any]
 ) -> None:
     await conn.execute(insert(activation_events).values(activation_id=activation_id, type=type_, step=step, data=data))
+
+
+async def _add_events(conn: AsyncConnection, activation_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> None:
+    """Several events in one statement, in the given order (ids follow it)."""
+    if rows:
+        await conn.execute(
+            insert(activation_events).values(
+                [
+                    {"activation_id": activation_id, "type": r["type"], "step": r["step"], "data": r["data"]}
+                    for r in rows
+                ]
+            )
+        )
 
 
 async def _load(conn: AsyncConnection, activation_id: uuid.UUID, *, client_id: str | None = None) -> Activation | None:

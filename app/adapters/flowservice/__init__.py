@@ -3,7 +3,7 @@
 from .client import Created, FlowServiceClient, ResourceKind
 from .errors import FlowServiceError, UpstreamUnavailable
 from .ims import TokenProvider
-from .observe import UpstreamCall, call_context
+from .observe import UpstreamCall, call_context, call_events
 
 __all__ = [
     "Created",
@@ -14,4 +14,5 @@ __all__ = [
     "UpstreamCall",
     "UpstreamUnavailable",
     "call_context",
+    "call_events",
 ]

@@ -13,6 +13,12 @@ from typing import Any
 
 call_context: ContextVar[dict[str, Any] | None] = ContextVar("flowservice_call_context", default=None)
 
+# Where the event rows of upstream calls go while a saga runs: the saga sets one list per activation
+# run and writes its contents in the same transaction as the next step outcome it records, instead
+# of one transaction per call. Shared by both branches (tasks copy the context, not the list), so the
+# rows keep the order in which the calls finished. None: the observer writes each call at once.
+call_events: ContextVar[list[dict[str, Any]] | None] = ContextVar("flowservice_call_events", default=None)
+
 
 @dataclass(frozen=True, slots=True)
 class UpstreamCall:
