@@ -36,7 +36,12 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        # format_exc_info turns exc_info into a traceback string: without it JSON lines say only "exc_info": true.
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_color_message],
     )
     handler = logging.StreamHandler(sys.stdout)

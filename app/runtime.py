@@ -20,6 +20,7 @@ from app import __version__
 from app.adapters.crypto import CredentialCipher, SecretsError, development_key
 from app.adapters.db.engine import create_engine
 from app.adapters.db.migrate import current_revision, head_revision
+from app.adapters.db.notifications import TerminalWatcher
 from app.adapters.db.repository import ActivationRepository
 from app.adapters.db.stats import queue_stats
 from app.adapters.flowservice import FlowServiceClient, TokenProvider, UpstreamCall, call_events
@@ -158,6 +159,8 @@ class Runtime:
         self.cipher = CredentialCipher.from_setting(self._secrets_key(settings))
         self.engine = create_engine(self.deployment.database_url, pool_size=settings.database_pool_size)
         self.repository = ActivationRepository(self.engine)
+        # Answers `Prefer: wait` as soon as the worker reports the activation terminal.
+        self.terminal_watcher = TerminalWatcher(self.deployment.database_url)
         verify = adobe_tls(settings)
         self.identity = process_identity()
         self.http = build_http_client(
@@ -297,6 +300,7 @@ class Runtime:
         if self._worker_task is not None:
             self._worker_task.cancel()
             await asyncio.gather(self._worker_task, return_exceptions=True)
+        await self.terminal_watcher.stop()
         await self.http.aclose()
         await self.engine.dispose()
 

@@ -3,6 +3,8 @@ real HTTP, and the gateway as a real subprocess."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +17,7 @@ from cryptography.fernet import Fernet
 
 from app.adapters.db import migrate
 from flowservice_emulator import EmulatorConfig, EmulatorServer
-from tests.support.database import fresh_database, server_dsn
+from tests.support.database import fresh_database, server_dsn, stop_embedded_servers
 from tests.support.gateway import GatewayProcess
 
 ADOBE_CLIENT_ID = "gateway-test-client"
@@ -26,8 +28,14 @@ TERMINAL = {"succeeded", "failed", "rolled_back", "rollback_failed"}
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return server_dsn(tmp_path_factory.mktemp("pg"))
+def pg_server() -> Iterator[str]:
+    # Not under pytest's basetemp: concurrent pytest sessions rotate (delete) each other's old ones.
+    root = Path(tempfile.mkdtemp(prefix="ag-test-pg-"))
+    try:
+        yield server_dsn(root)
+    finally:
+        stop_embedded_servers()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -33,6 +34,8 @@ MAX_BODY_BYTES = 64 * 1024
 POLL_HINT_SECONDS = "1"
 # A first request that said Prefer: wait decides its status within 60 s; past that it surely died.
 _UNDECIDED_GRACE = timedelta(seconds=75)
+# Behind the terminal notification, how often a `Prefer: wait` still reads the status.
+_WAIT_POLL_SECONDS = 1.0
 
 Client = Annotated[str, Depends(current_client)]
 
@@ -234,11 +237,18 @@ async def _replay(runtime: Runtime, client: str, key: str, canonical: bytes, out
 
 async def _wait_for_terminal(runtime: Runtime, activation_id: uuid.UUID, wait: float) -> Activation:
     deadline = time.monotonic() + wait
-    while True:
-        status = await runtime.repository.get_status(activation_id)
-        if (status is not None and status.terminal) or time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+    # Woken by the worker's NOTIFY on the terminal transition (milliseconds, where a 100 ms poll
+    # added 50 ms on average); the status is still read every _WAIT_POLL_SECONDS in case a
+    # notification was lost while the listener reconnected.
+    with runtime.terminal_watcher.watch(activation_id) as changed:
+        while True:
+            changed.clear()
+            status = await runtime.repository.get_status(activation_id)
+            remaining = deadline - time.monotonic()
+            if (status is not None and status.terminal) or remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(_WAIT_POLL_SECONDS, remaining))
     return await runtime.repository.require(activation_id)
 
 

