@@ -95,6 +95,13 @@ class Process:
                 return int(line.split()[1])
         raise RuntimeError(f"no VmRSS for {self.name}")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far (/proc/<pid>/stat, clock ticks).
+
+        On a shared machine wall-clock rates depend on the neighbours; CPU per activation does not."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def wait_http(self, url: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

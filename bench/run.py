@@ -127,8 +127,12 @@ def _run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
             for size in args.sizes:
                 _progress(f"throughput: {size} activations at once")
                 batch = f"burst-{size}"
+                cpu_gateway, cpu_emulator = gateway.cpu_seconds(), emulator.cpu_seconds()
                 submit_seconds = asyncio.run(submit_burst(base_url, size, batch))
                 result = wait_for_batch(database_url, batch, size, timeout=max(120.0, size * 0.5))
+                # CPU per activation does not depend on the neighbours the way wall-clock rates do.
+                cpu_gateway = (gateway.cpu_seconds() - cpu_gateway) * 1000 / size
+                cpu_emulator = (emulator.cpu_seconds() - cpu_emulator) * 1000 / size
                 done += size
                 throughput.append(
                     {
@@ -137,6 +141,8 @@ def _run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
                         "seconds": round(result.seconds, 2),
                         "submitSeconds": round(submit_seconds, 2),
                         "succeeded": result.succeeded,
+                        "gatewayCpuMsPerActivation": round(cpu_gateway, 1),
+                        "emulatorCpuMsPerActivation": round(cpu_emulator, 1),
                         "load": load_average(),
                     }
                 )
@@ -247,7 +253,9 @@ def _print_report(r: dict[str, Any]) -> None:
         out.append(
             f"{'throughput, ' + str(t['size']) + ' at once':44} {t['perSecond']:>21.1f} act/s  "
             + ("≥ 100 act/s" if t["size"] == 500 else "flat")
-            + f"   ({t['seconds']} s, submit {t['submitSeconds']} s, {t['succeeded']} ok, load {t['load']})"
+            + f"   ({t['seconds']} s, submit {t['submitSeconds']} s, {t['succeeded']} ok, load {t['load']},"
+            f" CPU/activation: gateway {t['gatewayCpuMsPerActivation']} ms,"
+            f" emulator {t['emulatorCpuMsPerActivation']} ms)"
         )
     acc = r["accept"]
     out.append(

@@ -89,6 +89,8 @@ def gateway_env(database_url: str, emulator: EmulatorServer, **overrides: str) -
         "WORKER_POLL_INTERVAL_SECONDS": "0.2",
         "UPSTREAM_TIMEOUT_SECONDS": "3",
         "LOG_LEVEL": "DEBUG",
+        # Several processes share the test server (max_connections 100 by default).
+        "DATABASE_POOL_SIZE": "4",
     }
     env.update(overrides)
     return env

@@ -13,9 +13,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_short_chaos_run_keeps_every_invariant() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "bench.chaos", "--duration", "20", "--processes", "3", "--seed", "20261129",
-         "--settle", "90"],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "bench.chaos",
+            "--duration",
+            "20",
+            "--processes",
+            "3",
+            "--seed",
+            "20261129",
+            "--settle",
+            "90",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     summary = json.loads(result.stdout.strip().splitlines()[-1])["chaos"]
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -73,8 +73,17 @@ def test_commit_then_fail_yields_exactly_one_resource(
 
 @pytest.mark.parametrize("status", [429, 500, 502, 503])
 def test_transient_errors_are_retried(gateway: GatewayProcess, emulator: EmulatorServer, status: int) -> None:
-    add_fault(emulator, {"method": "POST", "path": "/flows", "mode": "error", "status": status, "times": 2,
-                         "retryAfter": 1 if status == 429 else None})
+    add_fault(
+        emulator,
+        {
+            "method": "POST",
+            "path": "/flows",
+            "mode": "error",
+            "status": status,
+            "times": 2,
+            "retryAfter": 1 if status == 429 else None,
+        },
+    )
     _, final = activate(gateway, s3_request())
     assert final["status"] == "succeeded", final
     flow_step = next(s for s in final["steps"] if s["name"] == "create_flow")
@@ -86,7 +95,9 @@ def test_retry_after_is_honoured(gateway: GatewayProcess, emulator: EmulatorServ
     add_fault(emulator, {"method": "POST", "path": "/sourceConnections", "status": 429, "retryAfter": 2, "times": 1})
     _, final = activate(gateway, s3_request())
     assert final["status"] == "succeeded"
-    posts = [e for e in flow_service_requests(emulator) if e["method"] == "POST" and e["path"].endswith("/sourceConnections")]
+    posts = [
+        e for e in flow_service_requests(emulator) if e["method"] == "POST" and e["path"].endswith("/sourceConnections")
+    ]
     assert [p["status"] for p in posts] == [429, 201]
     gap = posts[1]["time"] - posts[0]["time"]
     assert gap >= 1.9, f"the retry waited {gap:.2f}s, Retry-After said 2s"

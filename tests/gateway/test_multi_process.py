@@ -40,7 +40,9 @@ def snapshot(database_url: str, activation_id: str) -> tuple[Any, ...]:
             " WHERE activation_id = %s ORDER BY position",
             (activation_id,),
         ).fetchall()
-        events = conn.execute("SELECT count(*) FROM activation_events WHERE activation_id = %s", (activation_id,)).fetchone()
+        events = conn.execute(
+            "SELECT count(*) FROM activation_events WHERE activation_id = %s", (activation_id,)
+        ).fetchone()
     return (row, tuple(steps), events)
 
 

@@ -24,13 +24,19 @@ CREATES = [
     ("create_target_connection", "targetConnections"),
     ("create_flow", "flows"),
 ]
-REVERSE_ORDER = ["create_flow", "create_target_connection", "create_target_base_connection",
-                 "create_source_connection", "create_source_base_connection"]
+REVERSE_ORDER = [
+    "create_flow",
+    "create_target_connection",
+    "create_target_base_connection",
+    "create_source_connection",
+    "create_source_base_connection",
+]
 
 
 def deletes(emulator: EmulatorServer) -> list[tuple[str, int | None]]:
-    return [(e["path"].removeprefix(BASE), e["status"]) for e in flow_service_requests(emulator)
-            if e["method"] == "DELETE"]
+    return [
+        (e["path"].removeprefix(BASE), e["status"]) for e in flow_service_requests(emulator) if e["method"] == "DELETE"
+    ]
 
 
 def nothing_left(emulator: EmulatorServer, activation_id: str) -> bool:
@@ -64,7 +70,9 @@ def test_failure_at_step_k_compensates_exactly_the_steps_before_it(
     assert all(statuses[name] == "compensated" for name in created_before)
 
 
-def test_rollback_of_a_succeeded_activation_twice_deletes_once(gateway: GatewayProcess, emulator: EmulatorServer) -> None:
+def test_rollback_of_a_succeeded_activation_twice_deletes_once(
+    gateway: GatewayProcess, emulator: EmulatorServer
+) -> None:
     _, final = activate(gateway, s3_request())
     assert final["status"] == "succeeded"
     with gateway.client() as client:
@@ -79,13 +87,18 @@ def test_rollback_of_a_succeeded_activation_twice_deletes_once(gateway: GatewayP
     assert nothing_left(emulator, final["id"])
 
 
-def test_rollback_while_the_saga_is_mid_flight_leaves_nothing(gateway: GatewayProcess, emulator: EmulatorServer) -> None:
+def test_rollback_while_the_saga_is_mid_flight_leaves_nothing(
+    gateway: GatewayProcess, emulator: EmulatorServer
+) -> None:
     httpx.post(f"{emulator.url}/_emulator/latency", json={"fixedMs": 300}).raise_for_status()
     with gateway.client() as client:
-        activation_id = client.post("/activations", json=s3_request(),
-                                    headers={"Idempotency-Key": new_key()}).json()["id"]
-        wait_for(lambda: client.get(f"/activations/{activation_id}").json(),
-                 lambda b: any(s["status"] == "running" and s["name"].startswith("create_") for s in b["steps"]))
+        activation_id = client.post("/activations", json=s3_request(), headers={"Idempotency-Key": new_key()}).json()[
+            "id"
+        ]
+        wait_for(
+            lambda: client.get(f"/activations/{activation_id}").json(),
+            lambda b: any(s["status"] == "running" and s["name"].startswith("create_") for s in b["steps"]),
+        )
         assert rollback(client, activation_id).status_code == 202
         final = wait_terminal(client, activation_id, timeout=60)
     assert final["status"] == "rolled_back", final
@@ -134,8 +147,9 @@ def test_prefer_wait_returns_200_when_terminal_in_time_and_202_otherwise(
     gateway: GatewayProcess, emulator: EmulatorServer
 ) -> None:
     with gateway.client() as client:
-        quick = client.post("/activations", json=s3_request(),
-                            headers={"Idempotency-Key": new_key(), "Prefer": "wait=10"})
+        quick = client.post(
+            "/activations", json=s3_request(), headers={"Idempotency-Key": new_key(), "Prefer": "wait=10"}
+        )
         assert quick.status_code == 200, quick.text
         assert quick.json()["status"] == "succeeded"
         assert quick.headers["preference-applied"] == "wait=10"
@@ -151,10 +165,13 @@ def test_list_filters_and_cursor_pagination_stable_under_inserts(
     gateway: GatewayProcess, emulator: EmulatorServer
 ) -> None:
     with gateway.client() as client:
-        ids = [client.post("/activations", json=s3_request(), headers={"Idempotency-Key": new_key()}).json()["id"]
-               for _ in range(5)]
-        unknown = client.post("/activations", json=s3_request(destination="Nowhere"),
-                              headers={"Idempotency-Key": new_key()}).json()["id"]
+        ids = [
+            client.post("/activations", json=s3_request(), headers={"Idempotency-Key": new_key()}).json()["id"]
+            for _ in range(5)
+        ]
+        unknown = client.post(
+            "/activations", json=s3_request(destination="Nowhere"), headers={"Idempotency-Key": new_key()}
+        ).json()["id"]
         for activation_id in [*ids, unknown]:
             wait_terminal(client, activation_id)
         page1 = client.get("/activations", params={"limit": 2}).json()
