@@ -196,8 +196,7 @@ async def create_activation(
         return await _replay(runtime, client, key, canonical, outcome)
     runtime.metrics.activations_created.inc()
     if wait is None:
-        activation = await runtime.repository.require(new.id)
-        return _activation_response(activation, 202)
+        return _activation_response(new.as_pending(outcome.key_created_at), 202)
     activation = await _wait_for_terminal(runtime, new.id, wait)
     status_code = 200 if activation.status.terminal else 202
     await runtime.repository.set_key_response_status(client, key, status_code)

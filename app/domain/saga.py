@@ -103,14 +103,14 @@ class SagaRunner:
                     ActivationStatus.RUNNING,
                     ActivationStatus.ROLLING_BACK,
                     event={"reason": "requested"},
-                    upstream_events=_take_events(),
+                    upstream_events=_take_events,
                 )
                 return ActivationStatus.ROLLING_BACK
             done = {name for name, s in activation.steps.items() if s.status == StepStatus.SUCCEEDED}
             ready = [s for s in self._steps if s.name not in done and all(d in done for d in s.depends_on)]
             if not ready:
                 await self._repo.set_status(
-                    lease, ActivationStatus.RUNNING, ActivationStatus.SUCCEEDED, upstream_events=_take_events()
+                    lease, ActivationStatus.RUNNING, ActivationStatus.SUCCEEDED, upstream_events=_take_events
                 )
                 return ActivationStatus.SUCCEEDED
             try:
@@ -154,7 +154,7 @@ class SagaRunner:
                                 step.name,
                                 {"attempt": number, "error": str(exc)},
                                 epoch=lease.epoch,
-                                upstream_events=_take_events(),
+                                upstream_events=_take_events,
                             )
                         raise
                     finally:
@@ -176,7 +176,7 @@ class SagaRunner:
             error=None,
             activation_values=result.activation_values or None,
             event={"status": StepStatus.SUCCEEDED.value, "resourceId": result.resource_id},
-            upstream_events=_take_events(),
+            upstream_events=_take_events,
         )
         # Mirror the write in memory (the columns of activation_values are Activation fields).
         state = activation.steps[step.name]
@@ -201,7 +201,7 @@ class SagaRunner:
             finished_at=datetime.now(UTC),
             error=problem,
             event={"status": StepStatus.FAILED.value, "error": problem},
-            upstream_events=_take_events(),
+            upstream_events=_take_events,
         )
         log.warning("step failed", activation_id=str(lease.activation_id), step=step.name, error=problem["detail"])
         return StepFailure(step=step.name, problem=problem)
@@ -219,7 +219,7 @@ class SagaRunner:
                 ActivationStatus.ROLLING_BACK,
                 error=failure.problem,
                 event={"reason": "automatic compensation"},
-                upstream_events=_take_events(),
+                upstream_events=_take_events,
             )
             return ActivationStatus.ROLLING_BACK
         await self._repo.set_status(
@@ -227,7 +227,7 @@ class SagaRunner:
             ActivationStatus.RUNNING,
             ActivationStatus.FAILED,
             error=failure.problem,
-            upstream_events=_take_events(),
+            upstream_events=_take_events,
         )
         return ActivationStatus.FAILED
 
@@ -258,7 +258,7 @@ class SagaRunner:
                 ActivationStatus.ROLLBACK_FAILED,
                 keep_error=True,
                 event={"orphans": orphans},
-                upstream_events=_take_events(),
+                upstream_events=_take_events,
             )
             return ActivationStatus.ROLLBACK_FAILED
         await self._repo.set_status(
@@ -266,7 +266,7 @@ class SagaRunner:
             ActivationStatus.ROLLING_BACK,
             ActivationStatus.ROLLED_BACK,
             keep_error=True,
-            upstream_events=_take_events(),
+            upstream_events=_take_events,
         )
         return ActivationStatus.ROLLED_BACK
 
@@ -280,7 +280,7 @@ class SagaRunner:
                     # `attempts` counts forward attempts; compensation attempts show in the events.
                     number = attempt.retry_state.attempt_number
                     await self._repo.update_step(
-                        lease, step.name, status=StepStatus.COMPENSATING.value, upstream_events=_take_events()
+                        lease, step.name, status=StepStatus.COMPENSATING.value, upstream_events=_take_events
                     )
                     ctx = self._context(lease, activation, state.attempts + number)
                     token = call_context.set(
@@ -310,7 +310,7 @@ class SagaRunner:
                 error=problem,
                 finished_at=datetime.now(UTC),
                 event={"status": "compensation_failed", "error": problem},
-                upstream_events=_take_events(),
+                upstream_events=_take_events,
             )
             return resource_id or f"unknown {step.kind} of {step.name}"
         await self._repo.update_step(
@@ -320,7 +320,7 @@ class SagaRunner:
             resource_id=resource_id,
             finished_at=datetime.now(UTC),
             event={"status": StepStatus.COMPENSATED.value, "resourceId": resource_id},
-            upstream_events=_take_events(),
+            upstream_events=_take_events,
         )
         return None
 
@@ -335,8 +335,9 @@ class SagaRunner:
 
 
 def _take_events() -> list[dict[str, Any]]:
-    """The upstream-call rows buffered so far (in the order the calls finished), emptied: the
-    caller writes them in its transaction. Nothing awaits in between, so no row is taken twice."""
+    """The upstream-call rows buffered so far (in the order the calls finished), emptied. Passed
+    uncalled to the repository, which calls it once its transaction holds the activation row (see
+    repository.EventSource). Nothing awaits in between, so no row is taken twice."""
     buffer = call_events.get()
     if not buffer:
         return []
