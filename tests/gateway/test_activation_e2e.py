@@ -100,8 +100,8 @@ def test_every_upstream_request_follows_adobe_rules(gateway: GatewayProcess, emu
     _, final = activate(gateway, s3_request())
     assert final["status"] == "succeeded"
     requests = flow_service_requests(emulator)
-    # resolve (2 lists) + 5 creates + patch + verify get, at least.
-    assert len(requests) >= 9
+    # 5 creates, the PATCH and the verifying GET at least (the spec catalog may already be cached).
+    assert len(requests) >= 7
     problems = {f"{e['method']} {e['path']}": validate_exchange(e) for e in requests}
     assert {k: v for k, v in problems.items() if v} == {}
     request_ids = [e["headers"].get("x-request-id") for e in requests]
