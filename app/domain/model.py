@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ class Lease:
     # Local monotonic deadline: past it we assume another worker may own the activation, and make
     # no upstream call even before the database tells us so (a paused process must not act).
     valid_until: float
+    # The two branches of a run write concurrently; their writes (and the upstream-call events each
+    # one carries) must reach the database in the order they were taken.
+    writes: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
 
     def ensure(self) -> None:
         if time.monotonic() >= self.valid_until:

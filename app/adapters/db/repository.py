@@ -13,7 +13,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Integer,
+    Row,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    column,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -134,6 +150,8 @@ class ClaimedLease:
 class ActivationRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # Single-statement writes need no BEGIN/COMMIT round trips: the statement is its own transaction.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # ------------------------------------------------------------------ API side (no lease)
     async def create_idempotent(
@@ -423,39 +441,28 @@ class ActivationRepository:
         **values: Any,
     ) -> bool:
         """Record a step's outcome (with the upstream calls that led to it); returns whether a
-        rollback has been requested meanwhile."""
-        async with self._fenced(lease) as (conn, rollback_requested):
-            await conn.execute(
-                update(activation_steps)
-                .where(activation_steps.c.activation_id == lease.activation_id, activation_steps.c.name == step)
-                .values(**values)
-            )
-            if activation_values:
-                await conn.execute(
-                    update(activations).where(activations.c.id == lease.activation_id).values(**activation_values)
-                )
-            await _add_events(conn, lease.activation_id, upstream_events())
-            if event is not None:
-                await _add_event(conn, lease.activation_id, "step", step, event)
-        return rollback_requested
+        rollback has been requested meanwhile. One statement, one round trip: see _fenced_step."""
+        async with lease.writes:
+            rows = [*upstream_events(), *([{"type": "step", "step": step, "data": event}] if event else [])]
+            statement = _fenced_step(step, values, activation_values or {}, with_events=bool(rows))
+            params = {"fence_id": lease.activation_id, "fence_epoch": lease.epoch, "step_name": step}
+            if rows:
+                params["events"] = [{**row, "ord": i} for i, row in enumerate(rows)]
+            async with self._autocommit.connect() as conn:
+                fence = (await conn.execute(statement, params)).first()
+        if fence is None:
+            raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
+        return fence.rollback_requested_at is not None
 
     async def start_step_attempt(self, lease: Lease, step: str, status: StepStatus) -> int:
         """Record the intent before the upstream call; returns the attempt number."""
-        async with self.fenced(lease) as conn:
-            attempts = (
-                await conn.execute(
-                    update(activation_steps)
-                    .where(activation_steps.c.activation_id == lease.activation_id, activation_steps.c.name == step)
-                    .values(
-                        status=status.value,
-                        attempts=activation_steps.c.attempts + 1,
-                        started_at=func.coalesce(activation_steps.c.started_at, func.now()),
-                        finished_at=None,
-                    )
-                    .returning(activation_steps.c.attempts)
-                )
-            ).scalar_one()
-            return int(attempts)
+        async with lease.writes:
+            params = {"fence_id": lease.activation_id, "fence_epoch": lease.epoch, "step_name": step}
+            async with self._autocommit.connect() as conn:
+                fence = (await conn.execute(_START_STEP, {**params, "status": status.value})).first()
+        if fence is None or fence.attempts is None:
+            raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
+        return int(fence.attempts)
 
     async def add_event(
         self,
@@ -514,6 +521,65 @@ class ActivationRepository:
                 )
             ).scalar_one()
         return int(value)
+
+
+def _fenced_step(
+    step: str, step_values: dict[str, Any], activation_values: dict[str, Any], *, with_events: bool
+) -> Select[Any]:
+    """One statement that proves the lease and records a step: data-modifying CTEs run in one
+    transaction. The fence UPDATE locks the activation row and matches only the current epoch (a
+    concurrent takeover is re-checked after its commit), and every other write joins on its result,
+    so a worker that lost its lease writes nothing at all; it then returns no row. Its shape depends
+    only on which columns are set, so SQLAlchemy compiles it once per call site."""
+    fence = (
+        update(activations)
+        .where(activations.c.id == bindparam("fence_id"), activations.c.lease_epoch == bindparam("fence_epoch"))
+        .values(updated_at=func.now(), **activation_values)
+        .returning(activations.c.id, activations.c.rollback_requested_at)
+        .cte("fence")
+    )
+    step_update = (
+        update(activation_steps)
+        .where(activation_steps.c.activation_id == fence.c.id, activation_steps.c.name == bindparam("step_name"))
+        .values(**step_values)
+        .returning(activation_steps.c.attempts)
+        .cte("step_update")
+    )
+    statement = select(
+        fence.c.rollback_requested_at, select(step_update.c.attempts).scalar_subquery().label("attempts")
+    )
+    if with_events:
+        # Ids follow `ord`: the timeline keeps the order in which the calls finished.
+        rows = (
+            func.jsonb_to_recordset(bindparam("events", type_=JSONB))
+            .table_valued(column("ord", Integer), column("type", Text), column("step", Text), column("data", JSONB))
+            .render_derived(name="new_events", with_types=True)
+        )
+        inserted = insert(activation_events).from_select(
+            ["activation_id", "type", "step", "data"],
+            select(fence.c.id, rows.c.type, rows.c.step, rows.c.data)
+            .select_from(fence.join(rows, true()))
+            .order_by(rows.c.ord),
+        )
+        statement = statement.add_cte(inserted.cte("inserted_events"))
+    return statement
+
+
+_START_STEP = text(
+    """
+    WITH fence AS (
+        UPDATE activations SET updated_at = now()
+         WHERE id = :fence_id AND lease_epoch = :fence_epoch
+     RETURNING id
+    )
+    UPDATE activation_steps AS s
+       SET status = :status, attempts = s.attempts + 1,
+           started_at = coalesce(s.started_at, now()), finished_at = NULL
+      FROM fence
+     WHERE s.activation_id = fence.id AND s.name = :step_name
+ RETURNING s.attempts
+    """
+)
 
 
 async def _add_event(
