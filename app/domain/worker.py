@@ -16,7 +16,7 @@ import psycopg
 import structlog
 
 from app.adapters.db.engine import libpq_url
-from app.adapters.db.repository import NOTIFY_CHANNEL, ActivationRepository, ClaimedLease
+from app.adapters.db.repository import NOTIFY_CHANNEL, ActivationRepository
 
 from .model import Lease, LeaseLost
 from .saga import SagaRunner
@@ -183,6 +183,3 @@ class Worker:
         removed = await self._repo.reap_idempotency_keys()
         if removed:
             log.info("reaped idempotency keys", count=removed)
-
-
-__all__ = ["ClaimedLease", "Worker"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.domain.lifecycle import ACTIVE_STATUSES, ActivationStatus, StepStatus, check_transition, sources_of
+from app.domain.lifecycle import ActivationStatus, StepStatus, check_transition, sources_of
 from app.domain.model import Activation, Lease, LeaseLost, StepState
 
 from .tables import activation_events, activation_steps, activations, idempotency_keys
@@ -74,7 +74,7 @@ _FENCE = (
     update(activations)
     .where(activations.c.id == bindparam("fence_id"), activations.c.lease_epoch == bindparam("fence_epoch"))
     .values(updated_at=func.now())
-    .returning(activations.c.id, activations.c.rollback_requested_at)
+    .returning(activations.c.id)
 )
 
 
@@ -361,18 +361,11 @@ class ActivationRepository:
     @asynccontextmanager
     async def fenced(self, lease: Lease) -> AsyncIterator[AsyncConnection]:
         """A transaction that holds the activation row and proves the lease is still ours."""
-        async with self._fenced(lease) as (conn, _):
-            yield conn
-
-    @asynccontextmanager
-    async def _fenced(self, lease: Lease) -> AsyncIterator[tuple[AsyncConnection, bool]]:
-        """``fenced``, also telling whether a rollback has been requested: the saga keeps the
-        activation in memory during a run and learns of the request from its next write."""
         async with self._engine.begin() as conn:
             owned = (await conn.execute(_FENCE, {"fence_id": lease.activation_id, "fence_epoch": lease.epoch})).first()
             if owned is None:
                 raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
-            yield conn, owned.rollback_requested_at is not None
+            yield conn
 
     async def set_status(
         self,
@@ -425,10 +418,6 @@ class ActivationRepository:
             .where(idempotency_keys.c.activation_id == activation_id)
             .values(expires_at=func.now() + text("interval '24 hours'"))
         )
-
-    async def update_activation(self, lease: Lease, **values: Any) -> None:
-        async with self.fenced(lease) as conn:
-            await conn.execute(update(activations).where(activations.c.id == lease.activation_id).values(**values))
 
     async def update_step(
         self,
@@ -492,13 +481,6 @@ class ActivationRepository:
             await _add_events(conn, activation_id, upstream_events())
             await _add_event(conn, activation_id, type_, step, data)
 
-    async def add_events(self, rows: Iterable[dict[str, Any]]) -> None:
-        batch = list(rows)
-        if not batch:
-            return
-        async with self._engine.begin() as conn:
-            await conn.execute(insert(activation_events), batch)
-
     # ------------------------------------------------------------------ housekeeping
     async def reap_idempotency_keys(self, *, now: datetime | None = None) -> int:
         """Delete keys past retention. expires_at is only set once the activation is terminal."""
@@ -510,17 +492,6 @@ class ActivationRepository:
                 )
             )
             return int(result.rowcount)
-
-    async def count_active(self) -> int:
-        async with self._engine.connect() as conn:
-            value = (
-                await conn.execute(
-                    select(func.count())
-                    .select_from(activations)
-                    .where(activations.c.status.in_([s.value for s in ACTIVE_STATUSES]))
-                )
-            ).scalar_one()
-        return int(value)
 
 
 def _fenced_step(
