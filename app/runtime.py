@@ -22,6 +22,7 @@ from app.adapters.db.engine import create_engine
 from app.adapters.db.migrate import current_revision, head_revision
 from app.adapters.db.notifications import TerminalWatcher
 from app.adapters.db.repository import ActivationRepository
+from app.adapters.db.saga_store import SagaStore
 from app.adapters.db.stats import queue_stats
 from app.adapters.flowservice import FlowServiceClient, TokenProvider, UpstreamCall, call_events
 from app.adapters.flowservice.client import build_http_client
@@ -159,6 +160,8 @@ class Runtime:
         self.cipher = CredentialCipher.from_setting(self._secrets_key(settings))
         self.engine = create_engine(self.deployment.database_url, pool_size=settings.database_pool_size)
         self.repository = ActivationRepository(self.engine)
+        # The worker's claims, leases and step writes: plain SQL on psycopg (see saga_store.py).
+        self.saga_store = SagaStore(self.deployment.database_url, pool_size=settings.database_pool_size)
         # Answers `Prefer: wait` as soon as the worker reports the activation terminal.
         self.terminal_watcher = TerminalWatcher(self.deployment.database_url)
         verify = adobe_tls(settings)
@@ -184,7 +187,7 @@ class Runtime:
         )
         self.catalog = DestinationCatalog(settings.spec_cache_ttl_seconds)
         self.runner = SagaRunner(
-            self.repository,
+            self.saga_store,
             self.flow_service,
             self.catalog,
             self.cipher,
@@ -201,6 +204,7 @@ class Runtime:
         if self.deployment.run_worker and settings.worker_enabled:
             self.worker = Worker(
                 self.repository,
+                self.saga_store,
                 self.runner,
                 database_url=self.deployment.database_url,
                 owner=self.identity,
@@ -302,6 +306,7 @@ class Runtime:
             await asyncio.gather(self._worker_task, return_exceptions=True)
         await self.terminal_watcher.stop()
         await self.http.aclose()
+        await self.saga_store.close()
         await self.engine.dispose()
 
     async def readiness_checks(self) -> dict[str, list[dict[str, Any]]]:

@@ -16,7 +16,8 @@ import psycopg
 from sqlalchemy import text
 
 from app.adapters.db.engine import create_engine
-from app.adapters.db.repository import CLAIM_SQL, ActivationRepository
+from app.adapters.db.repository import ActivationRepository
+from app.adapters.db.saga_store import CLAIM_SQL, SagaStore
 from app.domain.steps import STEP_NAMES
 
 from .workload import percentile
@@ -97,7 +98,7 @@ def _explain(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) ->
 def explain_plans(database_url: str, sample_id: uuid.UUID) -> dict[str, str]:
     """The plans of the claim query (with 10 claimable activations, in a transaction rolled back so
     the running worker never sees them) and of the status queries."""
-    claim = CLAIM_SQL.replace(":limit", "%(limit)s").replace(":owner", "%(owner)s").replace(":lease", "%(lease)s")
+    claim = CLAIM_SQL
     plans: dict[str, str] = {}
     with psycopg.connect(database_url) as conn:
         conn.execute(
@@ -130,9 +131,10 @@ def explain_plans(database_url: str, sample_id: uuid.UUID) -> dict[str, str]:
 
 
 async def _time_queries(database_url: str, ids: list[uuid.UUID], rounds: int) -> dict[str, float]:
-    """Median and p99 milliseconds of the repository's own calls (SQLAlchemy included)."""
+    """Median and p99 milliseconds of the gateway's own calls (the saga store's claim, the repository's reads)."""
     engine = create_engine(database_url, pool_size=2)
     repo = ActivationRepository(engine)
+    store = SagaStore(database_url, pool_size=2)
     timings: dict[str, list[float]] = {"claim": [], "get_status": [], "get": [], "events": []}
     try:
         async with engine.connect() as conn:  # warm the pool and the statement caches
@@ -141,7 +143,7 @@ async def _time_queries(database_url: str, ids: list[uuid.UUID], rounds: int) ->
             ident = ids[i % len(ids)]
             calls: tuple[tuple[str, Callable[[], Awaitable[object]]], ...] = (
                 # An empty queue: the claim must find that out from the index, not by scanning history.
-                ("claim", partial(repo.claim, owner="bench-probe", limit=10, lease_seconds=30)),
+                ("claim", partial(store.claim, owner="bench-probe", limit=10, lease_seconds=30)),
                 ("get_status", partial(repo.get_status, ident)),
                 ("get", partial(repo.get, ident)),
                 ("events", partial(repo.events, ident)),
@@ -151,6 +153,7 @@ async def _time_queries(database_url: str, ids: list[uuid.UUID], rounds: int) ->
                 await call()
                 timings[name].append((time.perf_counter() - started) * 1000)
     finally:
+        await store.close()
         await engine.dispose()
     result: dict[str, float] = {}
     for name, values in timings.items():

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from app.adapters.crypto import CredentialCipher
-from app.adapters.db.repository import ActivationRepository
+from app.adapters.db.saga_store import SagaStore, StepWrite
 from app.adapters.flowservice import FlowServiceClient, call_context, call_events
 from app.adapters.flowservice.errors import UpstreamError
 
@@ -23,7 +23,7 @@ from .lifecycle import ActivationStatus, StepStatus
 from .model import Activation, Lease, LeaseLost
 from .observer import NullSagaObserver, SagaObserver
 from .retry import RetryPolicy
-from .steps import SAGA_STEPS, SagaStep, StepContext
+from .steps import SAGA_STEPS, SagaStep, StepContext, StepResult
 from .upstream import LeasedFlowService
 
 log = structlog.get_logger(__name__)
@@ -40,7 +40,7 @@ class StepFailure:
 class SagaRunner:
     def __init__(
         self,
-        repository: ActivationRepository,
+        store: SagaStore,
         client: FlowServiceClient,
         catalog: DestinationCatalog,
         cipher: CredentialCipher,
@@ -50,13 +50,14 @@ class SagaRunner:
         steps: Sequence[SagaStep] = SAGA_STEPS,
         observer: SagaObserver | None = None,
     ) -> None:
-        self._repo = repository
+        self._store = store
         self._client = client
         self._catalog = catalog
         self._cipher = cipher
         self._retry = retry
         self._auto_compensate = auto_compensate
         self._steps = tuple(steps)
+        self._by_name = {step.name: step for step in self._steps}
         self._observer: SagaObserver = observer or NullSagaObserver()
         self._stopping = asyncio.Event()
 
@@ -66,8 +67,8 @@ class SagaRunner:
 
     async def run(self, lease: Lease) -> ActivationStatus:
         # The upstream calls of this run are buffered here and written with the next outcome the
-        # saga records (one transaction per step instead of one more per call); the step's
-        # start was recorded before any of them was sent. See adapters/flowservice/observe.py.
+        # saga records (one statement per step instead of one more per call); the step's start
+        # was recorded before any of them was sent. See adapters/flowservice/observe.py.
         token = call_events.set([])
         try:
             return await self._run(lease)
@@ -75,12 +76,8 @@ class SagaRunner:
             call_events.reset(token)
 
     async def _run(self, lease: Lease) -> ActivationStatus:
-        activation = await self._repo.load(lease)
+        activation = await self._store.begin_run(lease)  # pending becomes running in the same statement
         status = activation.status
-        if status == ActivationStatus.PENDING:
-            target = ActivationStatus.ROLLING_BACK if activation.rollback_requested_at else ActivationStatus.RUNNING
-            await self._repo.set_status(lease, status, target)
-            status = target
         if status == ActivationStatus.RUNNING:
             status = await self._forward(lease, activation)
         if status == ActivationStatus.ROLLING_BACK and not self._stopping.is_set():
@@ -91,158 +88,204 @@ class SagaRunner:
             self._observer.activation_finished(status.value, waited)
         return status
 
+    async def _write(self, lease: Lease, step: str | None = None, **kwargs: Any) -> StepWrite:
+        """A fenced step write carrying the upstream-call rows buffered so far. The run's writes
+        are serialized by the lease's lock, so the rows reach the timeline in call order."""
+        async with lease.writes:
+            return await self._write_locked(lease, step, **kwargs)
+
+    async def _write_locked(
+        self,
+        lease: Lease,
+        step: str | None = None,
+        *,
+        event: dict[str, Any] | None = None,
+        event_type: str = "step",
+        **kwargs: Any,
+    ) -> StepWrite:
+        rows = _take_events()
+        if event is not None:
+            rows.append({"type": event_type, "step": step, "data": event})
+        return await self._store.write_step(lease, step, events=rows, **kwargs)
+
+    async def _set_status(
+        self, lease: Lease, current: ActivationStatus, *path: ActivationStatus, **kwargs: Any
+    ) -> None:
+        async with lease.writes:
+            await self._store.set_status(lease, current, *path, events=_take_events(), **kwargs)
+
     # ------------------------------------------------------------------ forward
     async def _forward(self, lease: Lease, activation: Activation) -> ActivationStatus:
-        # The activation stays in memory for the whole run, updated as steps finish: while we hold
-        # the lease nobody else changes it, except for a rollback request, which every fenced write
-        # reports back (update_step's result). No reload per round.
-        while not self._stopping.is_set():
-            if activation.rollback_requested_at is not None:
-                await self._repo.set_status(
-                    lease,
-                    ActivationStatus.RUNNING,
-                    ActivationStatus.ROLLING_BACK,
-                    event={"reason": "requested"},
-                    upstream_events=_take_events,
-                )
-                return ActivationStatus.ROLLING_BACK
-            done = {name for name, s in activation.steps.items() if s.status == StepStatus.SUCCEEDED}
-            ready = [s for s in self._steps if s.name not in done and all(d in done for d in s.depends_on)]
-            if not ready:
-                await self._repo.set_status(
-                    lease, ActivationStatus.RUNNING, ActivationStatus.SUCCEEDED, upstream_events=_take_events
-                )
-                return ActivationStatus.SUCCEEDED
-            try:
-                async with asyncio.TaskGroup() as group:  # a LeaseLost in one branch cancels the other
-                    tasks = [group.create_task(self._run_step(lease, activation, step)) for step in ready]
-            except* LeaseLost as lost:
-                # TaskGroup wraps errors in a group; the worker expects the plain LeaseLost.
-                raise lost.exceptions[0] from None
-            failures = [f for f in (t.result() for t in tasks) if f is not None]
-            if failures:
-                return await self._fail(lease, failures[0])
-        return ActivationStatus.RUNNING
+        """The steps as a dependency graph: a step starts as soon as its dependencies have
+        succeeded, recorded in the same statement as the last of them (one write per step
+        boundary). The activation stays in memory for the whole run, updated as steps finish:
+        while we hold the lease nobody else changes it, except for a rollback request, which
+        every fenced write reports back."""
+        run = _ForwardRun(lease=lease, activation=activation)
+        if activation.rollback_requested_at is None and not self._stopping.is_set():
+            ready = self._ready(run, finished=None)
+            if ready:
+                async with lease.writes:
+                    written = await self._write_locked(lease, start=ready)
+                    run.observe(written, finished_at=None)
+                    started = self._mark_started(run, written)
+                try:
+                    async with asyncio.TaskGroup() as group:  # a LeaseLost in one branch cancels the other
+                        run.group = group
+                        for name, attempt in started:
+                            group.create_task(self._run_step(run, self._by_name[name], attempt))
+                except* LeaseLost as lost:
+                    # TaskGroup wraps errors in a group; the worker expects the plain LeaseLost.
+                    raise lost.exceptions[0] from None
+        if run.failures:
+            return await self._fail(lease, run.failures[0])
+        if activation.rollback_requested_at is not None:
+            await self._set_status(
+                lease, ActivationStatus.RUNNING, ActivationStatus.ROLLING_BACK, event={"reason": "requested"}
+            )
+            return ActivationStatus.ROLLING_BACK
+        if all(state.status == StepStatus.SUCCEEDED for state in activation.steps.values()):
+            await self._set_status(lease, ActivationStatus.RUNNING, ActivationStatus.SUCCEEDED)
+            return ActivationStatus.SUCCEEDED
+        return ActivationStatus.RUNNING  # stopping: the next claim carries on
 
-    async def _run_step(self, lease: Lease, activation: Activation, step: SagaStep) -> StepFailure | None:
+    def _ready(self, run: _ForwardRun, finished: str | None) -> list[str]:
+        """Steps that may start once ``finished`` has succeeded: every dependency succeeded, not yet
+        started in this run. Nothing once the run must not start anything more (a step failed, a
+        rollback was requested, the process is stopping)."""
+        if run.failures or run.activation.rollback_requested_at is not None or self._stopping.is_set():
+            return []
+        states = run.activation.steps
+        done = {name for name, state in states.items() if state.status == StepStatus.SUCCEEDED}
+        if finished is not None:
+            done.add(finished)
+        return [
+            step.name
+            for step in self._steps
+            if step.name not in done and step.name not in run.started and all(d in done for d in step.depends_on)
+        ]
+
+    def _mark_started(self, run: _ForwardRun, written: StepWrite) -> list[tuple[str, int]]:
+        started = []
+        for name, attempt in written.started.items():
+            run.started.add(name)
+            state = run.activation.steps[name]
+            state.status, state.attempts = StepStatus.RUNNING, attempt  # _fail reads attempts
+            started.append((name, attempt))
+        return started
+
+    async def _run_step(self, run: _ForwardRun, step: SagaStep, attempt: int) -> None:
         # Each step runs in a task of its own (TaskGroup copies the context), so this binding
         # labels every log line of this step and ends with the task.
         structlog.contextvars.bind_contextvars(step=step.name)
+        lease, activation = run.lease, run.activation
         started = time.monotonic()
         try:
-            async for attempt in self._retry.retrying():
-                with attempt:
-                    number = await self._repo.start_step_attempt(lease, step.name, StepStatus.RUNNING)
-                    activation.steps[step.name].attempts = number  # _fail reads it to decide on compensation
-                    ctx = self._context(lease, activation, number)
-                    token = call_context.set(
-                        {
-                            "activation_id": str(activation.id),
-                            "step": step.name,
-                            "attempt": number,
-                            "epoch": lease.epoch,
-                        }
-                    )
-                    try:
-                        result = await step.forward(ctx)
-                    except UpstreamError as exc:
-                        if exc.retryable:
-                            self._observer.step_retried(step.name, _retry_reason(exc))
-                            await self._repo.add_event(
-                                activation.id,
-                                "retry",
-                                step.name,
-                                {"attempt": number, "error": str(exc)},
-                                epoch=lease.epoch,
-                                upstream_events=_take_events,
-                            )
-                        raise
-                    finally:
-                        call_context.reset(token)
+            async for retry in self._retry.retrying():
+                with retry:
+                    if retry.retry_state.attempt_number > 1:  # the first start came with the last write
+                        written = await self._write(lease, start=[step.name], start_unless_rollback=False)
+                        attempt = written.started[step.name]
+                        activation.steps[step.name].attempts = attempt
+                    result = await self._attempt(run, step, attempt)
         except StepFailed as exc:
             self._observer.step_finished(step.name, StepStatus.FAILED.value, time.monotonic() - started)
-            return await self._record_failure(lease, step, _problem_from_domain(step.name, exc))
+            await self._record_failure(run, step, _problem_from_domain(step.name, exc))
+            return
         except UpstreamError as exc:
             self._observer.step_finished(step.name, StepStatus.FAILED.value, time.monotonic() - started)
-            return await self._record_failure(lease, step, _problem_from_upstream(step.name, exc))
+            await self._record_failure(run, step, _problem_from_upstream(step.name, exc))
+            return
         self._observer.step_finished(step.name, StepStatus.SUCCEEDED.value, time.monotonic() - started)
         finished_at = datetime.now(UTC)
-        rollback_requested = await self._repo.update_step(
-            lease,
-            step.name,
-            status=StepStatus.SUCCEEDED.value,
-            resource_id=result.resource_id,
-            finished_at=finished_at,
-            error=None,
-            activation_values=result.activation_values or None,
-            event={"status": StepStatus.SUCCEEDED.value, "resourceId": result.resource_id},
-            upstream_events=_take_events,
-        )
-        # Mirror the write in memory (the columns of activation_values are Activation fields).
-        state = activation.steps[step.name]
-        state.status, state.resource_id, state.finished_at, state.error = (
-            StepStatus.SUCCEEDED,
-            result.resource_id,
-            finished_at,
-            None,
-        )
-        for column, value in (result.activation_values or {}).items():
-            setattr(activation, column, value)
-        if rollback_requested and activation.rollback_requested_at is None:
-            activation.rollback_requested_at = finished_at  # acted upon at the next round
+        async with lease.writes:
+            # Decided under the lock: of two branches finishing together, the second sees the first.
+            ready = self._ready(run, finished=step.name)
+            written = await self._write_locked(
+                lease,
+                step.name,
+                values={
+                    "status": StepStatus.SUCCEEDED.value,
+                    "resource_id": result.resource_id,
+                    "finished_at": finished_at,
+                    "error": None,
+                },
+                activation_values=result.activation_values,
+                event={"status": StepStatus.SUCCEEDED.value, "resourceId": result.resource_id},
+                start=ready,
+            )
+            # Mirror the write in memory (the columns of activation_values are Activation fields).
+            state = activation.steps[step.name]
+            state.status, state.resource_id, state.finished_at, state.error = (
+                StepStatus.SUCCEEDED,
+                result.resource_id,
+                finished_at,
+                None,
+            )
+            for column, value in result.activation_values.items():
+                setattr(activation, column, value)
+            run.observe(written, finished_at=finished_at)
+            next_steps = self._mark_started(run, written)
         log.info("step succeeded", activation_id=str(activation.id), step=step.name, resource_id=result.resource_id)
-        return None
+        assert run.group is not None
+        for name, next_attempt in next_steps:
+            run.group.create_task(self._run_step(run, self._by_name[name], next_attempt))
 
-    async def _record_failure(self, lease: Lease, step: SagaStep, problem: dict[str, Any]) -> StepFailure:
-        await self._repo.update_step(
-            lease,
-            step.name,
-            status=StepStatus.FAILED.value,
-            finished_at=datetime.now(UTC),
-            error=problem,
-            event={"status": StepStatus.FAILED.value, "error": problem},
-            upstream_events=_take_events,
+    async def _attempt(self, run: _ForwardRun, step: SagaStep, attempt: int) -> StepResult:
+        lease, activation = run.lease, run.activation
+        token = call_context.set(
+            {"activation_id": str(activation.id), "step": step.name, "attempt": attempt, "epoch": lease.epoch}
         )
-        log.warning("step failed", activation_id=str(lease.activation_id), step=step.name, error=problem["detail"])
-        return StepFailure(step=step.name, problem=problem)
+        try:
+            return await step.forward(self._context(lease, activation, attempt))
+        except UpstreamError as exc:
+            if exc.retryable:
+                self._observer.step_retried(step.name, _retry_reason(exc))
+                await self._write(lease, step.name, event_type="retry", event={"attempt": attempt, "error": str(exc)})
+            raise
+        finally:
+            call_context.reset(token)
+
+    async def _record_failure(self, run: _ForwardRun, step: SagaStep, problem: dict[str, Any]) -> None:
+        run.failures.append(StepFailure(step=step.name, problem=problem))  # starts nothing more
+        await self._write(
+            run.lease,
+            step.name,
+            values={"status": StepStatus.FAILED.value, "finished_at": datetime.now(UTC), "error": problem},
+            event={"status": StepStatus.FAILED.value, "error": problem},
+        )
+        log.warning("step failed", activation_id=str(run.lease.activation_id), step=step.name, error=problem["detail"])
 
     async def _fail(self, lease: Lease, failure: StepFailure) -> ActivationStatus:
-        activation = await self._repo.load(lease)
+        activation = await self._store.load(lease)
         # Compensate only if some request that creates a resource was ever sent: otherwise there
         # is nothing upstream to undo and the activation stays `failed` with its error.
         may_have_created = any(activation.steps[s.name].attempts for s in self._steps if s.kind is not None)
         if self._auto_compensate and may_have_created:
-            await self._repo.set_status(
+            await self._set_status(
                 lease,
                 ActivationStatus.RUNNING,
                 ActivationStatus.FAILED,
                 ActivationStatus.ROLLING_BACK,
                 error=failure.problem,
                 event={"reason": "automatic compensation"},
-                upstream_events=_take_events,
             )
             return ActivationStatus.ROLLING_BACK
-        await self._repo.set_status(
-            lease,
-            ActivationStatus.RUNNING,
-            ActivationStatus.FAILED,
-            error=failure.problem,
-            upstream_events=_take_events,
-        )
+        await self._set_status(lease, ActivationStatus.RUNNING, ActivationStatus.FAILED, error=failure.problem)
         return ActivationStatus.FAILED
 
     # ------------------------------------------------------------------ compensation
     async def _compensate(self, lease: Lease) -> ActivationStatus:
-        activation = await self._repo.load(lease)
+        activation = await self._store.load(lease)
         orphans: list[str] = []
         for step in reversed(self._steps):
             state = activation.steps[step.name]
             if step.kind is None or state.status in (StepStatus.COMPENSATED, StepStatus.SKIPPED):
                 if state.status in (StepStatus.PENDING, StepStatus.RUNNING):
-                    await self._repo.update_step(lease, step.name, status=StepStatus.SKIPPED.value)
+                    await self._write(lease, step.name, values={"status": StepStatus.SKIPPED.value})
                 continue
             if state.attempts == 0:
-                await self._repo.update_step(lease, step.name, status=StepStatus.SKIPPED.value)
+                await self._write(lease, step.name, values={"status": StepStatus.SKIPPED.value})
                 continue
             started = time.monotonic()
             with structlog.contextvars.bound_contextvars(step=step.name):
@@ -252,22 +295,15 @@ class SagaRunner:
             if leftover:
                 orphans.append(leftover)
         if orphans:
-            await self._repo.set_status(
+            await self._set_status(
                 lease,
                 ActivationStatus.ROLLING_BACK,
                 ActivationStatus.ROLLBACK_FAILED,
                 keep_error=True,
                 event={"orphans": orphans},
-                upstream_events=_take_events,
             )
             return ActivationStatus.ROLLBACK_FAILED
-        await self._repo.set_status(
-            lease,
-            ActivationStatus.ROLLING_BACK,
-            ActivationStatus.ROLLED_BACK,
-            keep_error=True,
-            upstream_events=_take_events,
-        )
+        await self._set_status(lease, ActivationStatus.ROLLING_BACK, ActivationStatus.ROLLED_BACK, keep_error=True)
         return ActivationStatus.ROLLED_BACK
 
     async def _compensate_step(self, lease: Lease, activation: Activation, step: SagaStep) -> str | None:
@@ -279,9 +315,7 @@ class SagaRunner:
                 with attempt:
                     # `attempts` counts forward attempts; compensation attempts show in the events.
                     number = attempt.retry_state.attempt_number
-                    await self._repo.update_step(
-                        lease, step.name, status=StepStatus.COMPENSATING.value, upstream_events=_take_events
-                    )
+                    await self._write(lease, step.name, values={"status": StepStatus.COMPENSATING.value})
                     ctx = self._context(lease, activation, state.attempts + number)
                     token = call_context.set(
                         {
@@ -302,25 +336,27 @@ class SagaRunner:
                         call_context.reset(token)
         except UpstreamError as exc:
             problem = _problem_from_upstream(step.name, exc)
-            await self._repo.update_step(
+            await self._write(
                 lease,
                 step.name,
-                status=StepStatus.FAILED.value,
-                resource_id=resource_id,
-                error=problem,
-                finished_at=datetime.now(UTC),
+                values={
+                    "status": StepStatus.FAILED.value,
+                    "resource_id": resource_id,
+                    "error": problem,
+                    "finished_at": datetime.now(UTC),
+                },
                 event={"status": "compensation_failed", "error": problem},
-                upstream_events=_take_events,
             )
             return resource_id or f"unknown {step.kind} of {step.name}"
-        await self._repo.update_step(
+        await self._write(
             lease,
             step.name,
-            status=StepStatus.COMPENSATED.value,
-            resource_id=resource_id,
-            finished_at=datetime.now(UTC),
+            values={
+                "status": StepStatus.COMPENSATED.value,
+                "resource_id": resource_id,
+                "finished_at": datetime.now(UTC),
+            },
             event={"status": StepStatus.COMPENSATED.value, "resourceId": resource_id},
-            upstream_events=_take_events,
         )
         return None
 
@@ -334,10 +370,26 @@ class SagaRunner:
         )
 
 
+@dataclass(slots=True)
+class _ForwardRun:
+    """The state of one forward run, shared by its step tasks (their writes hold the lease's lock)."""
+
+    lease: Lease
+    activation: Activation
+    started: set[str] = field(default_factory=set)
+    failures: list[StepFailure] = field(default_factory=list)
+    group: asyncio.TaskGroup | None = None
+
+    def observe(self, written: StepWrite, finished_at: datetime | None) -> None:
+        if written.rollback_requested and self.activation.rollback_requested_at is None:
+            # Acted upon once the steps in flight are done: nothing new starts meanwhile.
+            self.activation.rollback_requested_at = finished_at or datetime.now(UTC)
+
+
 def _take_events() -> list[dict[str, Any]]:
-    """The upstream-call rows buffered so far (in the order the calls finished), emptied. Passed
-    uncalled to the repository, which calls it once its transaction holds the activation row (see
-    repository.EventSource). Nothing awaits in between, so no row is taken twice."""
+    """The upstream-call rows buffered so far (in the order the calls finished), emptied. Taken
+    under the lease's write lock, just before the write that carries them: writes reach the
+    database in the order they took their rows, so the timeline keeps call order."""
     buffer = call_events.get()
     if not buffer:
         return []

@@ -17,6 +17,7 @@ import structlog
 
 from app.adapters.db.engine import libpq_url
 from app.adapters.db.repository import NOTIFY_CHANNEL, ActivationRepository
+from app.adapters.db.saga_store import SagaStore
 
 from .model import Lease, LeaseLost
 from .saga import SagaRunner
@@ -33,6 +34,7 @@ class Worker:
     def __init__(
         self,
         repository: ActivationRepository,
+        store: SagaStore,
         runner: SagaRunner,
         *,
         database_url: str,
@@ -42,6 +44,7 @@ class Worker:
         poll_interval: float,
     ) -> None:
         self._repo = repository
+        self._store = store
         self._runner = runner
         self._database_url = database_url
         self._concurrency = concurrency
@@ -102,7 +105,7 @@ class Worker:
             if free <= 0:
                 return
             started = time.monotonic()
-            claimed = await self._repo.claim(owner=self.owner, limit=free, lease_seconds=self._lease_seconds)
+            claimed = await self._store.claim(owner=self.owner, limit=free, lease_seconds=self._lease_seconds)
             for item in claimed:
                 lease = Lease(
                     activation_id=item.activation_id,
@@ -121,8 +124,10 @@ class Worker:
         structlog.contextvars.bind_contextvars(activation_id=str(lease.activation_id))
         heartbeat = asyncio.create_task(self._heartbeat(lease, asyncio.current_task()))
         delay = 0.0
+        released = False
         try:
             status = await self._runner.run(lease)
+            released = status.terminal  # the terminal write released the lease
             log.info("activation processed", activation_id=str(lease.activation_id), status=str(status))
         except LeaseLost as exc:
             log.warning(
@@ -138,8 +143,9 @@ class Worker:
             heartbeat.cancel()
             self._inflight.pop(lease.activation_id, None)
             self._wake.set()  # a slot is free
-        with contextlib.suppress(Exception):
-            await asyncio.shield(self._repo.release(lease, delay_seconds=delay))
+        if not released:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._store.release(lease, delay_seconds=delay))
 
     async def _heartbeat(self, lease: Lease, saga: asyncio.Task[None] | None) -> None:
         interval = self._lease_seconds / 3
@@ -147,7 +153,7 @@ class Worker:
             await asyncio.sleep(interval)
             started = time.monotonic()
             try:
-                renewed = await self._repo.renew(lease, self._lease_seconds)
+                renewed = await self._store.renew(lease, self._lease_seconds)
             except Exception:
                 log.exception("lease renewal failed", activation_id=str(lease.activation_id))
                 continue  # the local deadline still protects us

@@ -17,7 +17,7 @@ import psycopg
 import structlog
 
 from .engine import libpq_url
-from .repository import TERMINAL_CHANNEL
+from .saga_store import TERMINAL_CHANNEL
 
 log = structlog.get_logger(__name__)
 

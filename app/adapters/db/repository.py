@@ -1,40 +1,30 @@
-"""Activation persistence. Every write a worker makes is fenced by its lease epoch: the activation
-row is locked and its epoch checked in the same transaction, so a worker that lost its lease
-changes nothing (domain/model.py LeaseLost)."""
+"""Activation persistence for the API: creating activations under idempotency keys, reading them,
+rollback requests. The worker's claims, leases and fenced step writes are in saga_store.py."""
 
 from __future__ import annotations
 
 import base64
-import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    Integer,
     Row,
-    Select,
-    Text,
     and_,
-    bindparam,
-    column,
     func,
     insert,
     or_,
     select,
     text,
-    true,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.domain.lifecycle import ActivationStatus, StepStatus, check_transition, sources_of
-from app.domain.model import Activation, Lease, LeaseLost, StepState
+from app.domain.lifecycle import ActivationStatus, StepStatus, sources_of
+from app.domain.model import Activation, StepState
 
 from .tables import activation_events, activation_steps, activations, idempotency_keys
 
@@ -42,50 +32,6 @@ from .tables import activation_events, activation_steps, activations, idempotenc
 _FORWARD_PATH = frozenset({ActivationStatus.PENDING, ActivationStatus.RUNNING})
 
 NOTIFY_CHANNEL = "activation_ready"
-# Sent when an activation becomes terminal, with its id: `Prefer: wait` answers at once.
-TERMINAL_CHANNEL = "activation_terminal"
-_NOTIFY_TERMINAL = text(f"SELECT pg_notify('{TERMINAL_CHANNEL}', :id)")
-
-# The claim, also EXPLAINed by the benchmark (bench/history.py). It walks the partial index
-# ix_activations_claimable (active statuses only, ordered by run_after), so its cost does not grow
-# with the number of finished activations.
-CLAIM_SQL = """
-WITH candidates AS (
-    SELECT id FROM activations
-    WHERE status IN ('pending', 'running', 'rolling_back')
-      AND run_after <= now()
-      AND (lease_expires_at IS NULL OR lease_expires_at < now())
-    ORDER BY run_after
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE activations AS a
-   SET lease_owner = :owner,
-       lease_expires_at = now() + make_interval(secs => :lease),
-       lease_epoch = a.lease_epoch + 1
-  FROM candidates
- WHERE a.id = candidates.id
-RETURNING a.id, a.lease_epoch
-"""
-_CLAIM = text(CLAIM_SQL)
-# Built once: the fence runs in every worker transaction, and compiling it each time showed up in
-# profiles (SQLAlchemy's cache key generation included).
-_FENCE = (
-    update(activations)
-    .where(activations.c.id == bindparam("fence_id"), activations.c.lease_epoch == bindparam("fence_epoch"))
-    .values(updated_at=func.now())
-    .returning(activations.c.id)
-)
-
-
-# Buffered upstream-call rows, taken only once the transaction holds the activation row: concurrent
-# writers of one activation queue on that lock, so rows taken in lock order get ids in call order
-# (taking them before the lock let a later transaction insert earlier rows first).
-EventSource = Callable[[], Sequence[dict[str, Any]]]
-
-
-def _no_events() -> Sequence[dict[str, Any]]:
-    return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,12 +85,6 @@ class IdempotentInsert:
     request_fingerprint: str
     response_status: int | None
     key_created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedLease:
-    activation_id: uuid.UUID
-    epoch: int
 
 
 class ActivationRepository:
@@ -321,138 +261,6 @@ class ActivationRepository:
             await conn.execute(text("SELECT pg_notify(:ch, :id)"), {"ch": NOTIFY_CHANNEL, "id": str(activation_id)})
             return True
 
-    # ------------------------------------------------------------------ worker side (leased)
-    async def claim(self, *, owner: str, limit: int, lease_seconds: float) -> list[ClaimedLease]:
-        """Claim up to ``limit`` runnable activations. SKIP LOCKED lets many workers share the table;
-        an expired lease is simply claimable again, with a higher epoch (the fencing token)."""
-        statement = _CLAIM
-        async with self._engine.begin() as conn:
-            rows = (await conn.execute(statement, {"limit": limit, "owner": owner, "lease": lease_seconds})).all()
-        return [ClaimedLease(activation_id=row.id, epoch=row.lease_epoch) for row in rows]
-
-    async def renew(self, lease: Lease, lease_seconds: float) -> bool:
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                update(activations)
-                .where(activations.c.id == lease.activation_id, activations.c.lease_epoch == lease.epoch)
-                .values(lease_expires_at=func.now() + timedelta(seconds=lease_seconds))
-            )
-            return result.rowcount == 1
-
-    async def release(self, lease: Lease, *, delay_seconds: float = 0.0) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(activations)
-                .where(activations.c.id == lease.activation_id, activations.c.lease_epoch == lease.epoch)
-                .values(
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    run_after=func.now() + timedelta(seconds=delay_seconds),
-                )
-            )
-
-    async def load(self, lease: Lease) -> Activation:
-        async with self._engine.connect() as conn:
-            activation = await _load(conn, lease.activation_id)
-        if activation is None:
-            raise LeaseLost(f"activation {lease.activation_id} vanished")
-        return activation
-
-    @asynccontextmanager
-    async def fenced(self, lease: Lease) -> AsyncIterator[AsyncConnection]:
-        """A transaction that holds the activation row and proves the lease is still ours."""
-        async with self._engine.begin() as conn:
-            owned = (await conn.execute(_FENCE, {"fence_id": lease.activation_id, "fence_epoch": lease.epoch})).first()
-            if owned is None:
-                raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
-            yield conn
-
-    async def set_status(
-        self,
-        lease: Lease,
-        current: ActivationStatus,
-        *path: ActivationStatus,
-        error: dict[str, Any] | None = None,
-        keep_error: bool = False,
-        event: dict[str, Any] | None = None,
-        upstream_events: EventSource = _no_events,
-    ) -> None:
-        """Move along ``current → path[0] → path[1] …`` in one transaction, each hop checked by the
-        state machine and recorded as an event; readers never see the intermediate statuses.
-        ``upstream_events`` (rows buffered by the saga) are written first, in the same transaction."""
-        hops = [current, *path]
-        for before, after in itertools.pairwise(hops):
-            check_transition(before, after)
-        target = hops[-1]
-        values: dict[str, Any] = {"status": target.value}
-        if not keep_error:
-            values["error"] = error
-        values["completed_at"] = func.now() if target.terminal else None
-        if target.terminal or target == ActivationStatus.ROLLING_BACK:
-            # Secrets are only needed to create the target base connection; never keep them longer.
-            values["credentials_ciphertext"] = None
-        async with self.fenced(lease) as conn:
-            result = await conn.execute(
-                update(activations)
-                .where(activations.c.id == lease.activation_id, activations.c.status == current.value)
-                .values(**values)
-            )
-            if result.rowcount != 1:
-                raise LeaseLost(f"activation {lease.activation_id} is no longer {current}")
-            await _add_events(conn, lease.activation_id, upstream_events())
-            if target.terminal:
-                await self._expire_keys(conn, lease.activation_id)
-            for before, after in itertools.pairwise(hops):
-                data = {"status": after.value, "from": before.value}
-                if after == target:
-                    data.update(event or {})
-                await _add_event(conn, lease.activation_id, "status", None, data)
-            if target.terminal:
-                # Wakes the API requests holding a `Prefer: wait` for this activation.
-                await conn.execute(_NOTIFY_TERMINAL, {"id": str(lease.activation_id)})
-
-    async def _expire_keys(self, conn: AsyncConnection, activation_id: uuid.UUID) -> None:
-        # Retention counts from the end of the activation (contract §1: kept ≥ 24 h after it ends).
-        await conn.execute(
-            update(idempotency_keys)
-            .where(idempotency_keys.c.activation_id == activation_id)
-            .values(expires_at=func.now() + text("interval '24 hours'"))
-        )
-
-    async def update_step(
-        self,
-        lease: Lease,
-        step: str,
-        *,
-        event: dict[str, Any] | None = None,
-        activation_values: dict[str, Any] | None = None,
-        upstream_events: EventSource = _no_events,
-        **values: Any,
-    ) -> bool:
-        """Record a step's outcome (with the upstream calls that led to it); returns whether a
-        rollback has been requested meanwhile. One statement, one round trip: see _fenced_step."""
-        async with lease.writes:
-            rows = [*upstream_events(), *([{"type": "step", "step": step, "data": event}] if event else [])]
-            statement = _fenced_step(step, values, activation_values or {}, with_events=bool(rows))
-            params = {"fence_id": lease.activation_id, "fence_epoch": lease.epoch, "step_name": step}
-            if rows:
-                params["events"] = [{**row, "ord": i} for i, row in enumerate(rows)]
-            async with self._autocommit.connect() as conn:
-                fence = (await conn.execute(statement, params)).first()
-        if fence is None:
-            raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
-        return fence.rollback_requested_at is not None
-
-    async def start_step_attempt(self, lease: Lease, step: str, status: StepStatus) -> int:
-        """Record the intent before the upstream call; returns the attempt number."""
-        async with lease.writes:
-            params = {"fence_id": lease.activation_id, "fence_epoch": lease.epoch, "step_name": step}
-            async with self._autocommit.connect() as conn:
-                fence = (await conn.execute(_START_STEP, {**params, "status": status.value})).first()
-        if fence is None or fence.attempts is None:
-            raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
-        return int(fence.attempts)
-
     async def add_event(
         self,
         activation_id: uuid.UUID,
@@ -461,11 +269,10 @@ class ActivationRepository:
         data: dict[str, Any],
         *,
         epoch: int | None = None,
-        upstream_events: EventSource = _no_events,
     ) -> None:
-        """Append an event (after ``upstream_events``, rows buffered by the saga); with ``epoch``,
-        only while that lease is current (a worker that lost its lease writes nothing, not even
-        history). The row lock taken by the check keeps the epoch from changing before commit."""
+        """Append an event; with ``epoch``, only while that lease is current (a worker that lost
+        its lease writes nothing, not even history). The row lock taken by the check keeps the
+        epoch from changing before commit."""
         activation_id = uuid.UUID(str(activation_id))  # the call observer passes the id as text
         async with self._engine.begin() as conn:
             if epoch is not None:
@@ -478,7 +285,6 @@ class ActivationRepository:
                 ).first()
                 if owned is None:
                     return
-            await _add_events(conn, activation_id, upstream_events())
             await _add_event(conn, activation_id, type_, step, data)
 
     # ------------------------------------------------------------------ housekeeping
@@ -494,82 +300,10 @@ class ActivationRepository:
             return int(result.rowcount)
 
 
-def _fenced_step(
-    step: str, step_values: dict[str, Any], activation_values: dict[str, Any], *, with_events: bool
-) -> Select[Any]:
-    """One statement that proves the lease and records a step: data-modifying CTEs run in one
-    transaction. The fence UPDATE locks the activation row and matches only the current epoch (a
-    concurrent takeover is re-checked after its commit), and every other write joins on its result,
-    so a worker that lost its lease writes nothing at all; it then returns no row. Its shape depends
-    only on which columns are set, so SQLAlchemy compiles it once per call site."""
-    fence = (
-        update(activations)
-        .where(activations.c.id == bindparam("fence_id"), activations.c.lease_epoch == bindparam("fence_epoch"))
-        .values(updated_at=func.now(), **activation_values)
-        .returning(activations.c.id, activations.c.rollback_requested_at)
-        .cte("fence")
-    )
-    step_update = (
-        update(activation_steps)
-        .where(activation_steps.c.activation_id == fence.c.id, activation_steps.c.name == bindparam("step_name"))
-        .values(**step_values)
-        .returning(activation_steps.c.attempts)
-        .cte("step_update")
-    )
-    statement = select(
-        fence.c.rollback_requested_at, select(step_update.c.attempts).scalar_subquery().label("attempts")
-    )
-    if with_events:
-        # Ids follow `ord`: the timeline keeps the order in which the calls finished.
-        rows = (
-            func.jsonb_to_recordset(bindparam("events", type_=JSONB))
-            .table_valued(column("ord", Integer), column("type", Text), column("step", Text), column("data", JSONB))
-            .render_derived(name="new_events", with_types=True)
-        )
-        inserted = insert(activation_events).from_select(
-            ["activation_id", "type", "step", "data"],
-            select(fence.c.id, rows.c.type, rows.c.step, rows.c.data)
-            .select_from(fence.join(rows, true()))
-            .order_by(rows.c.ord),
-        )
-        statement = statement.add_cte(inserted.cte("inserted_events"))
-    return statement
-
-
-_START_STEP = text(
-    """
-    WITH fence AS (
-        UPDATE activations SET updated_at = now()
-         WHERE id = :fence_id AND lease_epoch = :fence_epoch
-     RETURNING id
-    )
-    UPDATE activation_steps AS s
-       SET status = :status, attempts = s.attempts + 1,
-           started_at = coalesce(s.started_at, now()), finished_at = NULL
-      FROM fence
-     WHERE s.activation_id = fence.id AND s.name = :step_name
- RETURNING s.attempts
-    """
-)
-
-
 async def _add_event(
     conn: AsyncConnection, activation_id: uuid.UUID, type_: str, step: str | None, data: dict[str, Any]
 ) -> None:
     await conn.execute(insert(activation_events).values(activation_id=activation_id, type=type_, step=step, data=data))
-
-
-async def _add_events(conn: AsyncConnection, activation_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> None:
-    """Several events in one statement, in the given order (ids follow it)."""
-    if rows:
-        await conn.execute(
-            insert(activation_events).values(
-                [
-                    {"activation_id": activation_id, "type": r["type"], "step": r["step"], "data": r["data"]}
-                    for r in rows
-                ]
-            )
-        )
 
 
 async def _load(conn: AsyncConnection, activation_id: uuid.UUID, *, client_id: str | None = None) -> Activation | None:

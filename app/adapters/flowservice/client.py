@@ -20,6 +20,7 @@ from .errors import FlowServiceError, UpstreamUnavailable
 from .ims import TokenProvider
 from .observe import CallObserver, UpstreamCall, call_context
 from .redact import sensitive_values
+from .transport import ShardedPoolTransport
 
 
 class ResourceKind(StrEnum):
@@ -236,8 +237,7 @@ def build_http_client(
     """The one pooled client the process uses for Adobe; sized to the worker's concurrency."""
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-        verify=verify,
+        transport=ShardedPoolTransport(max_connections=max_connections, verify=verify),
         follow_redirects=False,
         # Names the process: Adobe support (or a test) can tell which worker made a call.
         headers={"User-Agent": user_agent},

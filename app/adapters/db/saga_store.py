@@ -1,0 +1,423 @@
+"""The worker's side of persistence: claims, leases and the saga's fenced writes, each one SQL
+statement run straight on psycopg (its own pool, autocommit: a statement is its own transaction).
+
+Why not SQLAlchemy here: these statements run about a dozen times per activation, and through
+SQLAlchemy (statement construction, cache-key generation, the greenlet bridge, result processing)
+they cost more of the gateway's CPU than the upstream calls themselves (bench/, README
+"Performance"). The statements are fixed text, built once per shape; the table definitions in
+tables.py and the migrations stay the single source of the schema (column names are checked
+against them).
+
+Fencing: every write starts with an UPDATE of the activation row that matches only the current
+lease epoch (the fence CTE). It locks the row, a concurrent takeover is re-checked after its
+commit, and every other part of the statement joins on its result, so a worker that lost its
+lease writes nothing at all, not even history; the statement then returns no row (LeaseLost).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from app.domain.lifecycle import ActivationStatus, StepStatus, check_transition
+from app.domain.model import Activation, Lease, LeaseLost, StepState
+
+from .engine import libpq_url
+from .tables import activation_steps, activations
+
+# Sent when an activation becomes terminal, with its id: `Prefer: wait` answers at once.
+TERMINAL_CHANNEL = "activation_terminal"
+
+# The claim, also EXPLAINed by the benchmark (bench/history.py). It walks the partial index
+# ix_activations_claimable (active statuses only, ordered by run_after), so its cost does not grow
+# with the number of finished activations.
+CLAIM_SQL = """
+WITH candidates AS (
+    SELECT id FROM activations
+    WHERE status IN ('pending', 'running', 'rolling_back')
+      AND run_after <= now()
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+    ORDER BY run_after
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE activations AS a
+   SET lease_owner = %(owner)s,
+       lease_expires_at = now() + make_interval(secs => %(lease)s),
+       lease_epoch = a.lease_epoch + 1
+  FROM candidates
+ WHERE a.id = candidates.id
+RETURNING a.id, a.lease_epoch
+"""
+
+# Renewal keeps a released lease released (a renewal racing the terminal write must not hand the
+# activation a fresh expiry), and still answers "ours" while the epoch matches.
+_RENEW = """
+UPDATE activations
+   SET lease_expires_at = CASE WHEN lease_owner IS NULL THEN NULL
+                               ELSE now() + make_interval(secs => %(lease)s) END
+ WHERE id = %(id)s AND lease_epoch = %(epoch)s
+"""
+
+_RELEASE = """
+UPDATE activations
+   SET lease_owner = NULL, lease_expires_at = NULL, run_after = now() + make_interval(secs => %(delay)s)
+ WHERE id = %(id)s AND lease_epoch = %(epoch)s
+"""
+
+_STEP_COLUMNS = """
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'name', name, 'position', position, 'status', status, 'attempts', attempts,
+               'resource_id', resource_id, 'started_at', started_at, 'finished_at', finished_at,
+               'error', error) ORDER BY position), '[]'::jsonb)
+      FROM activation_steps WHERE activation_id = a.id
+"""
+
+# Load the activation under the lease, and start its run: a pending activation becomes running
+# (rolling_back if a rollback was requested before it started; its credentials are then erased).
+# Exactly one of `moved` and `fence` matches (both see the same snapshot, one wants 'pending' and
+# the other anything else). The main query sees the row as it was before the statement, hence
+# the coalesce for the status.
+_BEGIN_RUN = f"""
+WITH moved AS (
+    UPDATE activations
+       SET status = CASE WHEN rollback_requested_at IS NULL THEN 'running' ELSE 'rolling_back' END,
+           credentials_ciphertext = CASE WHEN rollback_requested_at IS NULL THEN credentials_ciphertext END,
+           updated_at = now()
+     WHERE id = %(id)s AND lease_epoch = %(epoch)s AND status = 'pending'
+ RETURNING id, status
+), fence AS (
+    UPDATE activations SET updated_at = now()
+     WHERE id = %(id)s AND lease_epoch = %(epoch)s AND status <> 'pending'
+ RETURNING id
+), status_event AS (
+    INSERT INTO activation_events (activation_id, type, step, data)
+    SELECT id, 'status', NULL, jsonb_build_object('status', status, 'from', 'pending') FROM moved
+)
+SELECT a.*, coalesce((SELECT status FROM moved), a.status) AS current_status, ({_STEP_COLUMNS}) AS step_rows
+  FROM activations a
+ WHERE a.id = %(id)s AND (EXISTS (SELECT FROM moved) OR EXISTS (SELECT FROM fence))
+"""
+
+_LOAD = f"""
+SELECT a.*, a.status AS current_status, ({_STEP_COLUMNS}) AS step_rows
+  FROM activations a WHERE a.id = %(id)s
+"""
+
+# Buffered upstream-call rows and the write's own events, inserted in `ord` order (ids follow it,
+# so the timeline keeps the order in which the calls finished).
+_INSERT_EVENTS = """
+, new_events AS (
+    INSERT INTO activation_events (activation_id, type, step, data)
+    SELECT {source}.id, e.type, e.step, e.data
+      FROM {source}, jsonb_to_recordset(%(events)s) AS e(ord int, type text, step text, data jsonb)
+     ORDER BY e.ord
+)"""
+
+_ACTIVATION_COLUMNS = frozenset(activations.c.keys())
+_STEP_TABLE_COLUMNS = frozenset(activation_steps.c.keys())
+
+EventRows = Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedLease:
+    activation_id: uuid.UUID
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepWrite:
+    """What a fenced step write reports back."""
+
+    rollback_requested: bool
+    # The steps this write started, with their attempt numbers.
+    started: dict[str, int]
+
+
+class SagaStore:
+    def __init__(self, database_url: str, *, pool_size: int) -> None:
+        self._pool = AsyncConnectionPool(
+            libpq_url(database_url),
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            open=False,
+            name="saga-store",
+        )
+        self._opened = False
+
+    async def open(self) -> None:
+        if not self._opened:
+            self._opened = True
+            await self._pool.open(wait=False)
+
+    async def close(self) -> None:
+        if self._opened:
+            self._opened = False
+            await self._pool.close()
+
+    async def _fetchone(self, sql: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        await self.open()
+        async with self._pool.connection() as conn:
+            cursor = await conn.cursor(row_factory=dict_row).execute(sql, params)
+            return await cursor.fetchone()
+
+    async def _execute(self, sql: str, params: Mapping[str, Any]) -> int:
+        await self.open()
+        async with self._pool.connection() as conn:
+            cursor = await _run(conn, sql, params)
+            return int(cursor.rowcount)
+
+    # ------------------------------------------------------------------ queue and lease
+    async def claim(self, *, owner: str, limit: int, lease_seconds: float) -> list[ClaimedLease]:
+        """Claim up to ``limit`` runnable activations. SKIP LOCKED lets many workers share the table;
+        an expired lease is simply claimable again, with a higher epoch (the fencing token)."""
+        await self.open()
+        async with self._pool.connection() as conn:
+            cursor = await _run(conn, CLAIM_SQL, {"limit": limit, "owner": owner, "lease": lease_seconds})
+            rows = await cursor.fetchall()
+        return [ClaimedLease(activation_id=row[0], epoch=row[1]) for row in rows]
+
+    async def renew(self, lease: Lease, lease_seconds: float) -> bool:
+        params = {"id": lease.activation_id, "epoch": lease.epoch, "lease": lease_seconds}
+        return await self._execute(_RENEW, params) == 1
+
+    async def release(self, lease: Lease, *, delay_seconds: float = 0.0) -> None:
+        await self._execute(_RELEASE, {"id": lease.activation_id, "epoch": lease.epoch, "delay": delay_seconds})
+
+    # ------------------------------------------------------------------ the saga's reads and writes
+    async def begin_run(self, lease: Lease) -> Activation:
+        """The activation, loaded under the lease; a pending one becomes running (or rolling_back)."""
+        check_transition(ActivationStatus.PENDING, ActivationStatus.RUNNING)
+        check_transition(ActivationStatus.PENDING, ActivationStatus.ROLLING_BACK)
+        row = await self._fetchone(_BEGIN_RUN, {"id": lease.activation_id, "epoch": lease.epoch})
+        if row is None:
+            raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
+        return _activation(row)
+
+    async def load(self, lease: Lease) -> Activation:
+        row = await self._fetchone(_LOAD, {"id": lease.activation_id})
+        if row is None:
+            raise LeaseLost(f"activation {lease.activation_id} vanished")
+        return _activation(row)
+
+    async def write_step(
+        self,
+        lease: Lease,
+        step: str | None = None,
+        *,
+        values: Mapping[str, Any] | None = None,
+        activation_values: Mapping[str, Any] | None = None,
+        events: EventRows = (),
+        start: Sequence[str] = (),
+        start_unless_rollback: bool = True,
+    ) -> StepWrite:
+        """One fenced statement: set ``values`` on ``step`` (if given), ``activation_values`` on the
+        activation, insert ``events`` in order, and start the steps of ``start`` (attempts + 1,
+        running) unless ``start_unless_rollback`` and a rollback has been requested meanwhile.
+        Reports whether a rollback has been requested and which steps it started."""
+        values = values or {}
+        activation_values = activation_values or {}
+        sql = _step_write_sql(
+            tuple(sorted(activation_values)),
+            tuple(sorted(values)) if step is not None else None,
+            starts=bool(start),
+            with_events=bool(events),
+        )
+        params: dict[str, Any] = {"id": lease.activation_id, "epoch": lease.epoch, "step": step}
+        params.update({f"a_{k}": _param(v) for k, v in activation_values.items()})
+        params.update({f"s_{k}": _param(v) for k, v in values.items()})
+        if start:
+            params["start"] = list(start)
+            params["unless_rollback"] = start_unless_rollback
+        if events:
+            params["events"] = _event_rows(events)
+        row = await self._fetchone(sql, params)
+        if row is None:
+            raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
+        return StepWrite(rollback_requested=row["rollback_requested_at"] is not None, started=row["started"] or {})
+
+    async def set_status(
+        self,
+        lease: Lease,
+        current: ActivationStatus,
+        *path: ActivationStatus,
+        error: dict[str, Any] | None = None,
+        keep_error: bool = False,
+        event: dict[str, Any] | None = None,
+        events: EventRows = (),
+    ) -> None:
+        """Move along ``current → path[0] → path[1] …`` in one statement, each hop checked by the
+        state machine and recorded as an event after ``events`` (rows buffered by the saga); readers
+        never see the intermediate statuses. Reaching a terminal status also starts the retention
+        of the idempotency keys, releases the lease, and NOTIFYs the `Prefer: wait` requests."""
+        hops = [current, *path]
+        for before, after in itertools.pairwise(hops):
+            check_transition(before, after)
+        target = hops[-1]
+        rows = list(events)
+        for before, after in itertools.pairwise(hops):
+            data = {"status": after.value, "from": before.value, **((event or {}) if after == target else {})}
+            rows.append({"type": "status", "step": None, "data": data})
+        params: dict[str, Any] = {
+            "id": lease.activation_id,
+            "epoch": lease.epoch,
+            "current": current.value,
+            "target": target.value,
+            "events": _event_rows(rows),
+        }
+        if not keep_error:
+            params["error"] = _param(error)
+        # Secrets are only needed to create the target base connection; never keep them longer.
+        erase = target.terminal or target == ActivationStatus.ROLLING_BACK
+        row = await self._fetchone(_status_sql(target.terminal, keep_error=keep_error, erase=erase), params)
+        if row is None:
+            raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over, or not {current}")
+
+
+async def _run(conn: AsyncConnection[Any], sql: str, params: Mapping[str, Any]) -> AsyncCursor[Any]:
+    # The SQL is built from this module's constants and checked column names only.
+    return await conn.execute(sql, params)
+
+
+@functools.cache
+def _step_write_sql(
+    activation_columns: tuple[str, ...], step_columns: tuple[str, ...] | None, *, starts: bool, with_events: bool
+) -> str:
+    for name in activation_columns:
+        _check_column(name, _ACTIVATION_COLUMNS)
+    sets = "".join(f", {name} = %(a_{name})s" for name in activation_columns)
+    parts = [
+        f"""WITH fence AS (
+    UPDATE activations SET updated_at = now(){sets}
+     WHERE id = %(id)s AND lease_epoch = %(epoch)s
+ RETURNING id, rollback_requested_at
+)"""
+    ]
+    if step_columns is not None:
+        for name in step_columns:
+            _check_column(name, _STEP_TABLE_COLUMNS)
+        step_sets = ", ".join(f"{name} = %(s_{name})s" for name in step_columns)
+        if step_sets:
+            parts.append(
+                f"""
+, finished AS (
+    UPDATE activation_steps AS s SET {step_sets}
+      FROM fence WHERE s.activation_id = fence.id AND s.name = %(step)s
+)"""
+            )
+    if starts:
+        parts.append(
+            """
+, started AS (
+    UPDATE activation_steps AS s
+       SET status = 'running', attempts = s.attempts + 1, started_at = coalesce(s.started_at, now()),
+           finished_at = NULL
+      FROM fence
+     WHERE s.activation_id = fence.id AND s.name = ANY(%(start)s)
+       AND NOT (%(unless_rollback)s AND fence.rollback_requested_at IS NOT NULL)
+ RETURNING s.name, s.attempts
+)"""
+        )
+    if with_events:
+        parts.append(_INSERT_EVENTS.format(source="fence"))
+    started = "(SELECT jsonb_object_agg(name, attempts) FROM started)" if starts else "NULL::jsonb"
+    parts.append(f"\nSELECT fence.rollback_requested_at, {started} AS started FROM fence")
+    return "".join(parts)
+
+
+@functools.cache
+def _status_sql(terminal: bool, *, keep_error: bool, erase: bool) -> str:
+    sets = ["status = %(target)s", "updated_at = now()"]
+    if not keep_error:
+        sets.append("error = %(error)s")
+    sets.append("completed_at = now()" if terminal else "completed_at = NULL")
+    if erase:
+        sets.append("credentials_ciphertext = NULL")
+    if terminal:
+        # Nothing is left to do: the lease goes with the same write (no separate release).
+        sets.extend(["lease_owner = NULL", "lease_expires_at = NULL"])
+    sql = f"""WITH moved AS (
+    UPDATE activations SET {", ".join(sets)}
+     WHERE id = %(id)s AND lease_epoch = %(epoch)s AND status = %(current)s
+ RETURNING id
+){_INSERT_EVENTS.format(source="moved")}"""
+    if not terminal:
+        return sql + "\nSELECT id FROM moved"
+    # Retention counts from the end of the activation (contract §1: kept ≥ 24 h after it ends).
+    return (
+        sql
+        + f"""
+, keys AS (
+    UPDATE idempotency_keys SET expires_at = now() + interval '24 hours'
+     WHERE activation_id IN (SELECT id FROM moved)
+), notified AS (
+    SELECT pg_notify('{TERMINAL_CHANNEL}', id::text) FROM moved
+)
+SELECT id, (SELECT count(*) FROM notified) AS notified FROM moved"""
+    )
+
+
+def _check_column(name: str, allowed: frozenset[str]) -> None:
+    # Column names are interpolated into SQL text: only the table's own columns get there.
+    if name not in allowed:
+        raise ValueError(f"unknown column {name!r}")
+
+
+def _param(value: Any) -> Any:
+    return Jsonb(value) if isinstance(value, dict | list) else value
+
+
+def _event_rows(rows: EventRows) -> Jsonb:
+    return Jsonb([{"ord": i, "type": r["type"], "step": r.get("step"), "data": r["data"]} for i, r in enumerate(rows)])
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _activation(row: dict[str, Any]) -> Activation:
+    return Activation(
+        id=row["id"],
+        client_id=row["client_id"],
+        status=ActivationStatus(row["current_status"]),
+        destination_name=row["destination_name"],
+        destination=row["destination"],
+        sandbox=row["sandbox"],
+        name=row["name"],
+        storage=row["storage"],
+        credentials_ciphertext=row["credentials_ciphertext"],
+        segments=row["segments"],
+        attributes=row["attributes"],
+        flow_id=row["flow_id"],
+        flow_etag=row["flow_etag"],
+        error=row["error"],
+        rollback_requested_at=row["rollback_requested_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        completed_at=row["completed_at"],
+        steps={
+            s["name"]: StepState(
+                name=s["name"],
+                position=s["position"],
+                status=StepStatus(s["status"]),
+                attempts=s["attempts"],
+                resource_id=s["resource_id"],
+                started_at=_timestamp(s["started_at"]),
+                finished_at=_timestamp(s["finished_at"]),
+                error=s["error"],
+            )
+            for s in row["step_rows"]
+        },
+    )
