@@ -19,10 +19,12 @@ from sqlalchemy import text
 from app import __version__
 from app.adapters.crypto import CredentialCipher, SecretsError, development_key
 from app.adapters.db.engine import create_engine
+from app.adapters.db.intake import ActivationIntake
 from app.adapters.db.migrate import current_revision, head_revision
 from app.adapters.db.notifications import TerminalWatcher
 from app.adapters.db.repository import ActivationRepository
 from app.adapters.db.saga_store import SagaStore
+from app.adapters.db.statements import StatementPool
 from app.adapters.db.stats import queue_stats
 from app.adapters.flowservice import FlowServiceClient, TokenProvider, UpstreamCall, call_events
 from app.adapters.flowservice.client import build_http_client
@@ -160,8 +162,11 @@ class Runtime:
         self.cipher = CredentialCipher.from_setting(self._secrets_key(settings))
         self.engine = create_engine(self.deployment.database_url, pool_size=settings.database_pool_size)
         self.repository = ActivationRepository(self.engine)
-        # The worker's claims, leases and step writes: plain SQL on psycopg (see saga_store.py).
-        self.saga_store = SagaStore(self.deployment.database_url, pool_size=settings.database_pool_size)
+        # The hot paths (accepting an activation; the worker's claims, leases and step writes) run
+        # single SQL statements straight on psycopg: see saga_store.py.
+        self.statements = StatementPool(self.deployment.database_url, size=settings.database_pool_size)
+        self.intake = ActivationIntake(self.statements)
+        self.saga_store = SagaStore(self.statements)
         # Answers `Prefer: wait` as soon as the worker reports the activation terminal.
         self.terminal_watcher = TerminalWatcher(self.deployment.database_url)
         verify = adobe_tls(settings)
@@ -306,7 +311,7 @@ class Runtime:
             await asyncio.gather(self._worker_task, return_exceptions=True)
         await self.terminal_watcher.stop()
         await self.http.aclose()
-        await self.saga_store.close()
+        await self.statements.close()
         await self.engine.dispose()
 
     async def readiness_checks(self) -> dict[str, list[dict[str, Any]]]:

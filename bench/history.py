@@ -18,6 +18,7 @@ from sqlalchemy import text
 from app.adapters.db.engine import create_engine
 from app.adapters.db.repository import ActivationRepository
 from app.adapters.db.saga_store import CLAIM_SQL, SagaStore
+from app.adapters.db.statements import StatementPool
 from app.domain.steps import STEP_NAMES
 
 from .workload import percentile
@@ -134,7 +135,8 @@ async def _time_queries(database_url: str, ids: list[uuid.UUID], rounds: int) ->
     """Median and p99 milliseconds of the gateway's own calls (the saga store's claim, the repository's reads)."""
     engine = create_engine(database_url, pool_size=2)
     repo = ActivationRepository(engine)
-    store = SagaStore(database_url, pool_size=2)
+    statements = StatementPool(database_url, size=2)
+    store = SagaStore(statements)
     timings: dict[str, list[float]] = {"claim": [], "get_status": [], "get": [], "events": []}
     try:
         async with engine.connect() as conn:  # warm the pool and the statement caches
@@ -153,7 +155,7 @@ async def _time_queries(database_url: str, ids: list[uuid.UUID], rounds: int) ->
                 await call()
                 timings[name].append((time.perf_counter() - started) * 1000)
     finally:
-        await store.close()
+        await statements.close()
         await engine.dispose()
     result: dict[str, float] = {}
     for name, values in timings.items():

@@ -14,7 +14,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from app.adapters.db.repository import NewActivation, decode_cursor
+from app.adapters.db.intake import NewActivation
+from app.adapters.db.repository import decode_cursor
 from app.domain.lifecycle import ActivationStatus
 from app.domain.model import Activation
 from app.domain.steps import STEP_NAMES
@@ -189,7 +190,7 @@ async def create_activation(
         attributes=list(body.attributes),
         step_names=STEP_NAMES,
     )
-    outcome = await runtime.repository.create_idempotent(
+    outcome = await runtime.intake.create_idempotent(
         new, key=key, fingerprint=runtime.cipher.fingerprint(canonical), response_status=None if wait else 202
     )
     if not outcome.created:

@@ -16,7 +16,8 @@ import psycopg
 import structlog
 
 from app.adapters.db.engine import libpq_url
-from app.adapters.db.repository import NOTIFY_CHANNEL, ActivationRepository
+from app.adapters.db.intake import NOTIFY_CHANNEL
+from app.adapters.db.repository import ActivationRepository
 from app.adapters.db.saga_store import SagaStore
 
 from .model import Lease, LeaseLost

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,71 +18,16 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.lifecycle import ActivationStatus, StepStatus, sources_of
 from app.domain.model import Activation, StepState
 
+from .intake import NOTIFY_CHANNEL
 from .tables import activation_events, activation_steps, activations, idempotency_keys
 
 # The statuses in which a step may still need the stored credentials.
 _FORWARD_PATH = frozenset({ActivationStatus.PENDING, ActivationStatus.RUNNING})
-
-NOTIFY_CHANNEL = "activation_ready"
-
-
-@dataclass(frozen=True, slots=True)
-class NewActivation:
-    id: uuid.UUID
-    client_id: str
-    destination_name: str
-    sandbox: str
-    name: str | None
-    storage: dict[str, Any]
-    credentials_ciphertext: str
-    segments: list[dict[str, Any]]
-    attributes: list[str]
-    step_names: Sequence[str]
-
-    def as_pending(self, created_at: datetime) -> Activation:
-        """The activation exactly as create_idempotent stored it (created_at is the transaction's
-        now(), the same as the key's): the 202 answer needs no read back (two queries less)."""
-        return Activation(
-            id=self.id,
-            client_id=self.client_id,
-            status=ActivationStatus.PENDING,
-            destination_name=self.destination_name,
-            destination=None,
-            sandbox=self.sandbox,
-            name=self.name,
-            storage=self.storage,
-            credentials_ciphertext=self.credentials_ciphertext,
-            segments=self.segments,
-            attributes=self.attributes,
-            flow_id=None,
-            flow_etag=None,
-            error=None,
-            rollback_requested_at=None,
-            created_at=created_at,
-            updated_at=created_at,
-            completed_at=None,
-            steps={
-                name: StepState(name=name, position=i, status=StepStatus.PENDING)
-                for i, name in enumerate(self.step_names)
-            },
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class IdempotentInsert:
-    """Outcome of inserting an activation under an idempotency key."""
-
-    created: bool
-    activation_id: uuid.UUID
-    request_fingerprint: str
-    response_status: int | None
-    key_created_at: datetime
 
 
 class ActivationRepository:
@@ -94,72 +37,6 @@ class ActivationRepository:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # ------------------------------------------------------------------ API side (no lease)
-    async def create_idempotent(
-        self, new: NewActivation, *, key: str, fingerprint: str, response_status: int | None
-    ) -> IdempotentInsert:
-        """Insert the activation and its key in one transaction; a concurrent insert of the same key
-        waits on the primary key and then finds the winner (no check-then-insert race)."""
-        async with self._engine.begin() as conn:
-            inserted = (
-                await conn.execute(
-                    pg_insert(idempotency_keys)
-                    .values(
-                        client_id=new.client_id,
-                        key=key,
-                        request_fingerprint=fingerprint,
-                        activation_id=new.id,
-                        response_status=response_status,
-                    )
-                    .on_conflict_do_nothing(index_elements=["client_id", "key"])
-                    .returning(idempotency_keys.c.created_at)
-                )
-            ).first()
-            if inserted is None:
-                row = (
-                    await conn.execute(
-                        select(idempotency_keys).where(
-                            idempotency_keys.c.client_id == new.client_id, idempotency_keys.c.key == key
-                        )
-                    )
-                ).one()
-                return IdempotentInsert(
-                    created=False,
-                    activation_id=row.activation_id,
-                    request_fingerprint=row.request_fingerprint,
-                    response_status=row.response_status,
-                    key_created_at=row.created_at,
-                )
-            await conn.execute(
-                insert(activations).values(
-                    id=new.id,
-                    client_id=new.client_id,
-                    status=ActivationStatus.PENDING.value,
-                    destination_name=new.destination_name,
-                    sandbox=new.sandbox,
-                    name=new.name,
-                    storage=new.storage,
-                    credentials_ciphertext=new.credentials_ciphertext,
-                    segments=new.segments,
-                    attributes=new.attributes,
-                )
-            )
-            await conn.execute(
-                insert(activation_steps),
-                [
-                    {"activation_id": new.id, "name": name, "position": i, "status": StepStatus.PENDING.value}
-                    for i, name in enumerate(new.step_names)
-                ],
-            )
-            await _add_event(conn, new.id, "status", None, {"status": ActivationStatus.PENDING.value})
-            await conn.execute(text("SELECT pg_notify(:ch, :id)"), {"ch": NOTIFY_CHANNEL, "id": str(new.id)})
-            return IdempotentInsert(
-                created=True,
-                activation_id=new.id,
-                request_fingerprint=fingerprint,
-                response_status=response_status,
-                key_created_at=inserted.created_at,
-            )
-
     async def set_key_response_status(self, client_id: str, key: str, status: int) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(

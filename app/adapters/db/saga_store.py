@@ -1,5 +1,5 @@
 """The worker's side of persistence: claims, leases and the saga's fenced writes, each one SQL
-statement run straight on psycopg (its own pool, autocommit: a statement is its own transaction).
+statement run straight on psycopg (statements.py: autocommit, a statement is its own transaction).
 
 Why not SQLAlchemy here: these statements run about a dozen times per activation, and through
 SQLAlchemy (statement construction, cache-key generation, the greenlet bridge, result processing)
@@ -24,15 +24,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection, AsyncCursor
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
 from app.domain.lifecycle import ActivationStatus, StepStatus, check_transition
 from app.domain.model import Activation, Lease, LeaseLost, StepState
 
-from .engine import libpq_url
+from .statements import StatementPool
 from .tables import activation_steps, activations
 
 # Sent when an activation becomes terminal, with its id: `Prefer: wait` answers at once.
@@ -146,68 +143,35 @@ class StepWrite:
 
 
 class SagaStore:
-    def __init__(self, database_url: str, *, pool_size: int) -> None:
-        self._pool = AsyncConnectionPool(
-            libpq_url(database_url),
-            min_size=1,
-            max_size=pool_size,
-            kwargs={"autocommit": True},
-            open=False,
-            name="saga-store",
-        )
-        self._opened = False
-
-    async def open(self) -> None:
-        if not self._opened:
-            self._opened = True
-            await self._pool.open(wait=False)
-
-    async def close(self) -> None:
-        if self._opened:
-            self._opened = False
-            await self._pool.close()
-
-    async def _fetchone(self, sql: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
-        await self.open()
-        async with self._pool.connection() as conn:
-            cursor = await conn.cursor(row_factory=dict_row).execute(sql, params)
-            return await cursor.fetchone()
-
-    async def _execute(self, sql: str, params: Mapping[str, Any]) -> int:
-        await self.open()
-        async with self._pool.connection() as conn:
-            cursor = await _run(conn, sql, params)
-            return int(cursor.rowcount)
+    def __init__(self, statements: StatementPool) -> None:
+        self._db = statements
 
     # ------------------------------------------------------------------ queue and lease
     async def claim(self, *, owner: str, limit: int, lease_seconds: float) -> list[ClaimedLease]:
         """Claim up to ``limit`` runnable activations. SKIP LOCKED lets many workers share the table;
         an expired lease is simply claimable again, with a higher epoch (the fencing token)."""
-        await self.open()
-        async with self._pool.connection() as conn:
-            cursor = await _run(conn, CLAIM_SQL, {"limit": limit, "owner": owner, "lease": lease_seconds})
-            rows = await cursor.fetchall()
+        rows = await self._db.fetchall(CLAIM_SQL, {"limit": limit, "owner": owner, "lease": lease_seconds})
         return [ClaimedLease(activation_id=row[0], epoch=row[1]) for row in rows]
 
     async def renew(self, lease: Lease, lease_seconds: float) -> bool:
         params = {"id": lease.activation_id, "epoch": lease.epoch, "lease": lease_seconds}
-        return await self._execute(_RENEW, params) == 1
+        return await self._db.execute(_RENEW, params) == 1
 
     async def release(self, lease: Lease, *, delay_seconds: float = 0.0) -> None:
-        await self._execute(_RELEASE, {"id": lease.activation_id, "epoch": lease.epoch, "delay": delay_seconds})
+        await self._db.execute(_RELEASE, {"id": lease.activation_id, "epoch": lease.epoch, "delay": delay_seconds})
 
     # ------------------------------------------------------------------ the saga's reads and writes
     async def begin_run(self, lease: Lease) -> Activation:
         """The activation, loaded under the lease; a pending one becomes running (or rolling_back)."""
         check_transition(ActivationStatus.PENDING, ActivationStatus.RUNNING)
         check_transition(ActivationStatus.PENDING, ActivationStatus.ROLLING_BACK)
-        row = await self._fetchone(_BEGIN_RUN, {"id": lease.activation_id, "epoch": lease.epoch})
+        row = await self._db.fetchone(_BEGIN_RUN, {"id": lease.activation_id, "epoch": lease.epoch})
         if row is None:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
         return _activation(row)
 
     async def load(self, lease: Lease) -> Activation:
-        row = await self._fetchone(_LOAD, {"id": lease.activation_id})
+        row = await self._db.fetchone(_LOAD, {"id": lease.activation_id})
         if row is None:
             raise LeaseLost(f"activation {lease.activation_id} vanished")
         return _activation(row)
@@ -243,7 +207,7 @@ class SagaStore:
             params["unless_rollback"] = start_unless_rollback
         if events:
             params["events"] = _event_rows(events)
-        row = await self._fetchone(sql, params)
+        row = await self._db.fetchone(sql, params)
         if row is None:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
         return StepWrite(rollback_requested=row["rollback_requested_at"] is not None, started=row["started"] or {})
@@ -281,14 +245,9 @@ class SagaStore:
             params["error"] = _param(error)
         # Secrets are only needed to create the target base connection; never keep them longer.
         erase = target.terminal or target == ActivationStatus.ROLLING_BACK
-        row = await self._fetchone(_status_sql(target.terminal, keep_error=keep_error, erase=erase), params)
+        row = await self._db.fetchone(_status_sql(target.terminal, keep_error=keep_error, erase=erase), params)
         if row is None:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over, or not {current}")
-
-
-async def _run(conn: AsyncConnection[Any], sql: str, params: Mapping[str, Any]) -> AsyncCursor[Any]:
-    # The SQL is built from this module's constants and checked column names only.
-    return await conn.execute(sql, params)
 
 
 @functools.cache

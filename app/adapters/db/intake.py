@@ -1,0 +1,154 @@
+"""Accepting an activation: the activation, its steps, its first event and its idempotency key,
+inserted by one SQL statement (one round trip, its own transaction) that also wakes the workers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from app.domain.lifecycle import ActivationStatus, StepStatus
+from app.domain.model import Activation, StepState
+
+from .statements import StatementPool
+
+# Sent with the id of each new (or newly runnable) activation: workers LISTEN to claim at once.
+NOTIFY_CHANNEL = "activation_ready"
+
+# The key goes in first: a concurrent insert of the same key waits on its primary key and then
+# inserts nothing (no check-then-insert race), and every other insert follows from the key's row.
+# Each part is a data-modifying CTE of the one statement, so all or nothing commits. The key's
+# foreign key to the activation is deferred (checked at the end of the statement).
+_INSERT = f"""
+WITH new_key AS (
+    INSERT INTO idempotency_keys (client_id, key, request_fingerprint, activation_id, response_status)
+    VALUES (%(client_id)s, %(key)s, %(fingerprint)s, %(id)s, %(response_status)s)
+    ON CONFLICT (client_id, key) DO NOTHING
+    RETURNING created_at
+), new_activation AS (
+    INSERT INTO activations (id, client_id, status, destination_name, sandbox, name, storage,
+                             credentials_ciphertext, segments, attributes)
+    SELECT %(id)s, %(client_id)s, 'pending', %(destination_name)s, %(sandbox)s, %(name)s, %(storage)s,
+           %(credentials)s, %(segments)s, %(attributes)s
+      FROM new_key
+    RETURNING id
+), new_steps AS (
+    INSERT INTO activation_steps (activation_id, name, position, status)
+    SELECT new_activation.id, step.name, step.position - 1, 'pending'
+      FROM new_activation, unnest(%(steps)s::text[]) WITH ORDINALITY AS step(name, position)
+), first_event AS (
+    INSERT INTO activation_events (activation_id, type, step, data)
+    SELECT id, 'status', NULL, '{{"status": "pending"}}'::jsonb FROM new_activation
+), notified AS (
+    SELECT pg_notify('{NOTIFY_CHANNEL}', id::text) FROM new_activation
+)
+SELECT created_at, (SELECT count(*) FROM notified) AS notified FROM new_key
+"""
+
+_EXISTING_KEY = """
+SELECT activation_id, request_fingerprint, response_status, created_at
+  FROM idempotency_keys WHERE client_id = %(client_id)s AND key = %(key)s
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class NewActivation:
+    id: uuid.UUID
+    client_id: str
+    destination_name: str
+    sandbox: str
+    name: str | None
+    storage: dict[str, Any]
+    credentials_ciphertext: str
+    segments: list[dict[str, Any]]
+    attributes: list[str]
+    step_names: Sequence[str]
+
+    def as_pending(self, created_at: datetime) -> Activation:
+        """The activation exactly as create_idempotent stored it (created_at is the transaction's
+        now(), the same as the key's): the 202 answer needs no read back (two queries less)."""
+        return Activation(
+            id=self.id,
+            client_id=self.client_id,
+            status=ActivationStatus.PENDING,
+            destination_name=self.destination_name,
+            destination=None,
+            sandbox=self.sandbox,
+            name=self.name,
+            storage=self.storage,
+            credentials_ciphertext=self.credentials_ciphertext,
+            segments=self.segments,
+            attributes=self.attributes,
+            flow_id=None,
+            flow_etag=None,
+            error=None,
+            rollback_requested_at=None,
+            created_at=created_at,
+            updated_at=created_at,
+            completed_at=None,
+            steps={
+                name: StepState(name=name, position=i, status=StepStatus.PENDING)
+                for i, name in enumerate(self.step_names)
+            },
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentInsert:
+    """Outcome of inserting an activation under an idempotency key."""
+
+    created: bool
+    activation_id: uuid.UUID
+    request_fingerprint: str
+    response_status: int | None
+    key_created_at: datetime
+
+
+class ActivationIntake:
+    def __init__(self, statements: StatementPool) -> None:
+        self._db = statements
+
+    async def create_idempotent(
+        self, new: NewActivation, *, key: str, fingerprint: str, response_status: int | None
+    ) -> IdempotentInsert:
+        """Insert the activation under its key, or report the activation the key already names."""
+        params = {
+            "client_id": new.client_id,
+            "key": key,
+            "fingerprint": fingerprint,
+            "id": new.id,
+            "response_status": response_status,
+            "destination_name": new.destination_name,
+            "sandbox": new.sandbox,
+            "name": new.name,
+            "storage": Jsonb(new.storage),
+            "credentials": new.credentials_ciphertext,
+            "segments": Jsonb(new.segments),
+            "attributes": Jsonb(new.attributes),
+            "steps": list(new.step_names),
+        }
+        for _ in range(3):
+            inserted = await self._db.fetchone(_INSERT, params)
+            if inserted is not None:
+                return IdempotentInsert(
+                    created=True,
+                    activation_id=new.id,
+                    request_fingerprint=fingerprint,
+                    response_status=response_status,
+                    key_created_at=inserted["created_at"],
+                )
+            row = await self._db.fetchone(_EXISTING_KEY, {"client_id": new.client_id, "key": key})
+            if row is not None:
+                return IdempotentInsert(
+                    created=False,
+                    activation_id=row["activation_id"],
+                    request_fingerprint=row["request_fingerprint"],
+                    response_status=row["response_status"],
+                    key_created_at=row["created_at"],
+                )
+            # The key was reaped between the two statements (it had expired): insert again.
+        raise RuntimeError(f"idempotency key {key!r} keeps vanishing")
