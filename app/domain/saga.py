@@ -58,6 +58,8 @@ class SagaRunner:
         self._auto_compensate = auto_compensate
         self._steps = tuple(steps)
         self._by_name = {step.name: step for step in self._steps}
+        # What a new activation starts with, in the same statement that makes it running.
+        self._first_steps = [step.name for step in self._steps if not step.depends_on]
         self._observer: SagaObserver = observer or NullSagaObserver()
         self._stopping = asyncio.Event()
 
@@ -76,10 +78,11 @@ class SagaRunner:
             call_events.reset(token)
 
     async def _run(self, lease: Lease) -> ActivationStatus:
-        activation = await self._store.begin_run(lease)  # pending becomes running in the same statement
+        first_steps = () if self._stopping.is_set() else self._first_steps
+        activation, started = await self._store.begin_run(lease, first_steps=first_steps)
         status = activation.status
         if status == ActivationStatus.RUNNING:
-            status = await self._forward(lease, activation)
+            status = await self._forward(lease, activation, started)
         if status == ActivationStatus.ROLLING_BACK and not self._stopping.is_set():
             status = await self._compensate(lease)
         if status.terminal:
@@ -115,28 +118,32 @@ class SagaRunner:
             await self._store.set_status(lease, current, *path, events=_take_events(), **kwargs)
 
     # ------------------------------------------------------------------ forward
-    async def _forward(self, lease: Lease, activation: Activation) -> ActivationStatus:
+    async def _forward(self, lease: Lease, activation: Activation, started: dict[str, int]) -> ActivationStatus:
         """The steps as a dependency graph: a step starts as soon as its dependencies have
         succeeded, recorded in the same statement as the last of them (one write per step
         boundary). The activation stays in memory for the whole run, updated as steps finish:
         while we hold the lease nobody else changes it, except for a rollback request, which
         every fenced write reports back."""
-        run = _ForwardRun(lease=lease, activation=activation)
-        if activation.rollback_requested_at is None and not self._stopping.is_set():
+        run = _ForwardRun(lease=lease, activation=activation, started=set(started))
+        if not started and activation.rollback_requested_at is None and not self._stopping.is_set():
+            # A run that carries on an earlier one starts whatever is ready now.
             ready = self._ready(run, finished=None)
             if ready:
                 async with lease.writes:
                     written = await self._write_locked(lease, start=ready)
                     run.observe(written, finished_at=None)
-                    started = self._mark_started(run, written)
-                try:
-                    async with asyncio.TaskGroup() as group:  # a LeaseLost in one branch cancels the other
-                        run.group = group
-                        for name, attempt in started:
-                            group.create_task(self._run_step(run, self._by_name[name], attempt))
-                except* LeaseLost as lost:
-                    # TaskGroup wraps errors in a group; the worker expects the plain LeaseLost.
-                    raise lost.exceptions[0] from None
+                    started = dict(self._mark_started(run, written))
+        if started:
+            try:
+                async with asyncio.TaskGroup() as group:  # a LeaseLost in one branch cancels the other
+                    run.group = group
+                    for name, attempt in started.items():
+                        group.create_task(self._run_step(run, self._by_name[name], attempt))
+            except* LeaseLost as lost:
+                # TaskGroup wraps errors in a group; the worker expects the plain LeaseLost.
+                raise lost.exceptions[0] from None
+        if run.completed:
+            return ActivationStatus.SUCCEEDED  # recorded by the last step's write
         if run.failures:
             return await self._fail(lease, run.failures[0])
         if activation.rollback_requested_at is not None:
@@ -201,6 +208,10 @@ class SagaRunner:
         async with lease.writes:
             # Decided under the lock: of two branches finishing together, the second sees the first.
             ready = self._ready(run, finished=step.name)
+            # The last step's write also ends the run (one statement less per activation).
+            last = not run.failures and all(
+                state.status == StepStatus.SUCCEEDED for name, state in activation.steps.items() if name != step.name
+            )
             written = await self._write_locked(
                 lease,
                 step.name,
@@ -213,6 +224,7 @@ class SagaRunner:
                 activation_values=result.activation_values,
                 event={"status": StepStatus.SUCCEEDED.value, "resourceId": result.resource_id},
                 start=ready,
+                complete=last and activation.rollback_requested_at is None,
             )
             # Mirror the write in memory (the columns of activation_values are Activation fields).
             state = activation.steps[step.name]
@@ -225,6 +237,7 @@ class SagaRunner:
             for column, value in result.activation_values.items():
                 setattr(activation, column, value)
             run.observe(written, finished_at=finished_at)
+            run.completed = written.completed
             next_steps = self._mark_started(run, written)
         log.info("step succeeded", activation_id=str(activation.id), step=step.name, resource_id=result.resource_id)
         assert run.group is not None
@@ -379,6 +392,7 @@ class _ForwardRun:
     started: set[str] = field(default_factory=set)
     failures: list[StepFailure] = field(default_factory=list)
     group: asyncio.TaskGroup | None = None
+    completed: bool = False  # the last step's write made the activation succeeded
 
     def observe(self, written: StepWrite, finished_at: datetime | None) -> None:
         if written.rollback_requested and self.activation.rollback_requested_at is None:

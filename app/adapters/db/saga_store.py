@@ -81,10 +81,10 @@ _STEP_COLUMNS = """
 """
 
 # Load the activation under the lease, and start its run: a pending activation becomes running
-# (rolling_back if a rollback was requested before it started; its credentials are then erased).
-# Exactly one of `moved` and `fence` matches (both see the same snapshot, one wants 'pending' and
-# the other anything else). The main query sees the row as it was before the statement, hence
-# the coalesce for the status.
+# (rolling_back if a rollback was requested before it started; its credentials are then erased)
+# and its first steps start. Exactly one of `moved` and `fence` matches (both see the same
+# snapshot, one wants 'pending' and the other anything else). The main query sees the rows as they
+# were before the statement, hence the coalesce for the status and the separate `started`.
 _BEGIN_RUN = f"""
 WITH moved AS (
     UPDATE activations
@@ -100,8 +100,15 @@ WITH moved AS (
 ), status_event AS (
     INSERT INTO activation_events (activation_id, type, step, data)
     SELECT id, 'status', NULL, jsonb_build_object('status', status, 'from', 'pending') FROM moved
+), started AS (
+    UPDATE activation_steps AS s
+       SET status = 'running', attempts = s.attempts + 1, started_at = now()
+      FROM moved
+     WHERE moved.status = 'running' AND s.activation_id = moved.id AND s.name = ANY(%(start)s)
+ RETURNING s.name, s.attempts
 )
-SELECT a.*, coalesce((SELECT status FROM moved), a.status) AS current_status, ({_STEP_COLUMNS}) AS step_rows
+SELECT a.*, coalesce((SELECT status FROM moved), a.status) AS current_status, ({_STEP_COLUMNS}) AS step_rows,
+       (SELECT jsonb_object_agg(name, attempts) FROM started) AS started
   FROM activations a
  WHERE a.id = %(id)s AND (EXISTS (SELECT FROM moved) OR EXISTS (SELECT FROM fence))
 """
@@ -140,6 +147,8 @@ class StepWrite:
     rollback_requested: bool
     # The steps this write started, with their attempt numbers.
     started: dict[str, int]
+    # The write ended the run: the activation is succeeded (see write_step's ``complete``).
+    completed: bool = False
 
 
 class SagaStore:
@@ -161,14 +170,22 @@ class SagaStore:
         await self._db.execute(_RELEASE, {"id": lease.activation_id, "epoch": lease.epoch, "delay": delay_seconds})
 
     # ------------------------------------------------------------------ the saga's reads and writes
-    async def begin_run(self, lease: Lease) -> Activation:
-        """The activation, loaded under the lease; a pending one becomes running (or rolling_back)."""
+    async def begin_run(self, lease: Lease, *, first_steps: Sequence[str]) -> tuple[Activation, dict[str, int]]:
+        """The activation, loaded under the lease. A pending one becomes running (or rolling_back),
+        and if running, ``first_steps`` start: returned with their attempt numbers, and shown as
+        started in the activation."""
         check_transition(ActivationStatus.PENDING, ActivationStatus.RUNNING)
         check_transition(ActivationStatus.PENDING, ActivationStatus.ROLLING_BACK)
-        row = await self._db.fetchone(_BEGIN_RUN, {"id": lease.activation_id, "epoch": lease.epoch})
+        params = {"id": lease.activation_id, "epoch": lease.epoch, "start": list(first_steps)}
+        row = await self._db.fetchone(_BEGIN_RUN, params)
         if row is None:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
-        return _activation(row)
+        activation = _activation(row)
+        started: dict[str, int] = row["started"] or {}
+        for name, attempts in started.items():
+            state = activation.steps[name]
+            state.status, state.attempts = StepStatus.RUNNING, attempts
+        return activation, started
 
     async def load(self, lease: Lease) -> Activation:
         row = await self._db.fetchone(_LOAD, {"id": lease.activation_id})
@@ -186,11 +203,14 @@ class SagaStore:
         events: EventRows = (),
         start: Sequence[str] = (),
         start_unless_rollback: bool = True,
+        complete: bool = False,
     ) -> StepWrite:
         """One fenced statement: set ``values`` on ``step`` (if given), ``activation_values`` on the
         activation, insert ``events`` in order, and start the steps of ``start`` (attempts + 1,
         running) unless ``start_unless_rollback`` and a rollback has been requested meanwhile.
-        Reports whether a rollback has been requested and which steps it started."""
+        With ``complete`` (the last step succeeded), the activation also becomes succeeded, as
+        set_status would make it, unless a rollback has been requested. Reports whether a
+        rollback has been requested, which steps it started and whether it completed the run."""
         values = values or {}
         activation_values = activation_values or {}
         sql = _step_write_sql(
@@ -198,6 +218,7 @@ class SagaStore:
             tuple(sorted(values)) if step is not None else None,
             starts=bool(start),
             with_events=bool(events),
+            completes=complete,
         )
         params: dict[str, Any] = {"id": lease.activation_id, "epoch": lease.epoch, "step": step}
         params.update({f"a_{k}": _param(v) for k, v in activation_values.items()})
@@ -205,12 +226,16 @@ class SagaStore:
         if start:
             params["start"] = list(start)
             params["unless_rollback"] = start_unless_rollback
-        if events:
+        if events or complete:
             params["events"] = _event_rows(events)
         row = await self._db.fetchone(sql, params)
         if row is None:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
-        return StepWrite(rollback_requested=row["rollback_requested_at"] is not None, started=row["started"] or {})
+        return StepWrite(
+            rollback_requested=row["rollback_requested_at"] is not None,
+            started=row["started"] or {},
+            completed=complete and row["status"] == ActivationStatus.SUCCEEDED.value,
+        )
 
     async def set_status(
         self,
@@ -250,18 +275,44 @@ class SagaStore:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over, or not {current}")
 
 
+# A step write that finishes the last step also ends the run, unless a rollback was requested
+# meanwhile (the request wins; the runner then rolls back). In SET, columns are the old values.
+_SUCCEEDS = "(rollback_requested_at IS NULL AND status = 'running')"
+_SUCCEEDED_SETS = {
+    "status": f"CASE WHEN {_SUCCEEDS} THEN 'succeeded' ELSE status END",
+    "completed_at": f"CASE WHEN {_SUCCEEDS} THEN now() ELSE completed_at END",
+    "error": f"CASE WHEN {_SUCCEEDS} THEN NULL ELSE error END",
+    "credentials_ciphertext": f"CASE WHEN {_SUCCEEDS} THEN NULL ELSE credentials_ciphertext END",
+    "lease_owner": f"CASE WHEN {_SUCCEEDS} THEN NULL ELSE lease_owner END",
+    "lease_expires_at": f"CASE WHEN {_SUCCEEDS} THEN NULL ELSE lease_expires_at END",
+}
+_SUCCEEDED_EVENT = """
+        UNION ALL
+        SELECT fence.id, 2147483647, 'status', NULL,
+               jsonb_build_object('status', 'succeeded', 'from', 'running')
+          FROM fence WHERE fence.status = 'succeeded'"""
+
+
 @functools.cache
 def _step_write_sql(
-    activation_columns: tuple[str, ...], step_columns: tuple[str, ...] | None, *, starts: bool, with_events: bool
+    activation_columns: tuple[str, ...],
+    step_columns: tuple[str, ...] | None,
+    *,
+    starts: bool,
+    with_events: bool,
+    completes: bool = False,
 ) -> str:
     for name in activation_columns:
         _check_column(name, _ACTIVATION_COLUMNS)
-    sets = "".join(f", {name} = %(a_{name})s" for name in activation_columns)
+    assignments = {name: f"%(a_{name})s" for name in activation_columns}
+    if completes:
+        assignments = {**_SUCCEEDED_SETS, **assignments}
+    sets = "".join(f", {name} = {value}" for name, value in assignments.items())
     parts = [
         f"""WITH fence AS (
     UPDATE activations SET updated_at = now(){sets}
      WHERE id = %(id)s AND lease_epoch = %(epoch)s
- RETURNING id, rollback_requested_at
+ RETURNING id, rollback_requested_at, status
 )"""
     ]
     if step_columns is not None:
@@ -289,11 +340,36 @@ def _step_write_sql(
  RETURNING s.name, s.attempts
 )"""
         )
-    if with_events:
-        parts.append(_INSERT_EVENTS.format(source="fence"))
+    if with_events or completes:
+        rows = "FROM fence, jsonb_to_recordset(%(events)s) AS e(ord int, type text, step text, data jsonb)"
+        parts.append(
+            f"""
+, new_events AS (
+    INSERT INTO activation_events (activation_id, type, step, data)
+    SELECT id, type, step, data FROM (
+        SELECT fence.id, e.ord, e.type, e.step, e.data {rows}{_SUCCEEDED_EVENT if completes else ""}
+    ) AS new_rows ORDER BY ord
+)"""
+        )
+    if completes:
+        parts.append(_TERMINAL_EFFECTS.format(source="(SELECT id FROM fence WHERE status = 'succeeded')"))
     started = "(SELECT jsonb_object_agg(name, attempts) FROM started)" if starts else "NULL::jsonb"
-    parts.append(f"\nSELECT fence.rollback_requested_at, {started} AS started FROM fence")
+    notified = "(SELECT count(*) FROM notified)" if completes else "0"
+    parts.append(
+        f"\nSELECT fence.rollback_requested_at, fence.status, {started} AS started, {notified} AS notified FROM fence"
+    )
     return "".join(parts)
+
+
+# Reaching a terminal status: retention of the idempotency keys counts from the end of the
+# activation (contract §1: kept ≥ 24 h after it ends), and `Prefer: wait` requests are woken.
+_TERMINAL_EFFECTS = f"""
+, keys AS (
+    UPDATE idempotency_keys SET expires_at = now() + interval '24 hours'
+     WHERE activation_id IN {{source}}
+), notified AS (
+    SELECT pg_notify('{TERMINAL_CHANNEL}', id::text) FROM {{source}} AS ended
+)"""
 
 
 @functools.cache
@@ -314,17 +390,10 @@ def _status_sql(terminal: bool, *, keep_error: bool, erase: bool) -> str:
 ){_INSERT_EVENTS.format(source="moved")}"""
     if not terminal:
         return sql + "\nSELECT id FROM moved"
-    # Retention counts from the end of the activation (contract §1: kept ≥ 24 h after it ends).
     return (
         sql
-        + f"""
-, keys AS (
-    UPDATE idempotency_keys SET expires_at = now() + interval '24 hours'
-     WHERE activation_id IN (SELECT id FROM moved)
-), notified AS (
-    SELECT pg_notify('{TERMINAL_CHANNEL}', id::text) FROM moved
-)
-SELECT id, (SELECT count(*) FROM notified) AS notified FROM moved"""
+        + _TERMINAL_EFFECTS.format(source="(SELECT id FROM moved)")
+        + "\nSELECT id, (SELECT count(*) FROM notified) AS notified FROM moved"
     )
 
 

@@ -20,7 +20,7 @@ from .errors import FlowServiceError, UpstreamUnavailable
 from .ims import TokenProvider
 from .observe import CallObserver, UpstreamCall, call_context
 from .redact import sensitive_values
-from .transport import ShardedPoolTransport
+from .transport import AiohttpTransport
 
 
 class ResourceKind(StrEnum):
@@ -237,7 +237,8 @@ def build_http_client(
     """The one pooled client the process uses for Adobe; sized to the worker's concurrency."""
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
-        transport=ShardedPoolTransport(max_connections=max_connections, verify=verify),
+        # httpx's API on aiohttp's wire: half the CPU per call (see transport.py).
+        transport=AiohttpTransport(max_connections=max_connections, verify=verify),
         follow_redirects=False,
         # Names the process: Adobe support (or a test) can tell which worker made a call.
         headers={"User-Agent": user_agent},
