@@ -200,7 +200,7 @@ async def create_activation(
         return _activation_response(new.as_pending(outcome.key_created_at), 202)
     activation = await _wait_for_terminal(runtime, new.id, wait)
     status_code = 200 if activation.status.terminal else 202
-    await runtime.repository.set_key_response_status(client, key, status_code)
+    await runtime.intake.record_response_status(client, key, status_code)
     headers = {"Preference-Applied": f"wait={int(wait)}"} if status_code == 200 else {}
     return _activation_response(activation, status_code, headers)
 
@@ -243,13 +243,14 @@ async def _wait_for_terminal(runtime: Runtime, activation_id: uuid.UUID, wait: f
     with runtime.terminal_watcher.watch(activation_id) as changed:
         while True:
             changed.clear()
-            status = await runtime.repository.get_status(activation_id)
+            activation = await runtime.intake.current(activation_id)
+            if activation is None:
+                raise LookupError(f"activation {activation_id} does not exist")
             remaining = deadline - time.monotonic()
-            if (status is not None and status.terminal) or remaining <= 0:
-                break
+            if activation.status.terminal or remaining <= 0:
+                return activation
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), min(_WAIT_POLL_SECONDS, remaining))
-    return await runtime.repository.require(activation_id)
 
 
 async def _load(request: Request, client: str, activation_id: str) -> Activation:

@@ -1,5 +1,6 @@
 """Accepting an activation: the activation, its steps, its first event and its idempotency key,
-inserted by one SQL statement (one round trip, its own transaction) that also wakes the workers."""
+inserted by one SQL statement (one round trip, its own transaction) that also wakes the workers;
+and, for `Prefer: wait`, the answer's read and the key's recorded status."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from psycopg.types.json import Jsonb
 from app.domain.lifecycle import ActivationStatus, StepStatus
 from app.domain.model import Activation, StepState
 
+from .snapshot import LOAD_ACTIVATION, activation_from_row
 from .statements import StatementPool
 
 # Sent with the id of each new (or newly runnable) activation: workers LISTEN to claim at once.
@@ -47,6 +49,11 @@ WITH new_key AS (
     SELECT pg_notify('{NOTIFY_CHANNEL}', id::text) FROM new_activation
 )
 SELECT created_at, (SELECT count(*) FROM notified) AS notified FROM new_key
+"""
+
+_RESPONSE_STATUS = """
+UPDATE idempotency_keys SET response_status = %(status)s
+ WHERE client_id = %(client_id)s AND key = %(key)s AND response_status IS NULL
 """
 
 _EXISTING_KEY = """
@@ -152,3 +159,12 @@ class ActivationIntake:
                 )
             # The key was reaped between the two statements (it had expired): insert again.
         raise RuntimeError(f"idempotency key {key!r} keeps vanishing")
+
+    async def record_response_status(self, client_id: str, key: str, status: int) -> None:
+        """The answer a `Prefer: wait` request gave: replays of its key give the same."""
+        await self._db.execute(_RESPONSE_STATUS, {"client_id": client_id, "key": key, "status": status})
+
+    async def current(self, activation_id: uuid.UUID) -> Activation | None:
+        """The activation with its steps, in one round trip (the `Prefer: wait` answer)."""
+        row = await self._db.fetchone(LOAD_ACTIVATION, {"id": activation_id})
+        return activation_from_row(row) if row is not None else None

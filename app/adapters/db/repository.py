@@ -37,18 +37,6 @@ class ActivationRepository:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # ------------------------------------------------------------------ API side (no lease)
-    async def set_key_response_status(self, client_id: str, key: str, status: int) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(idempotency_keys)
-                .where(
-                    idempotency_keys.c.client_id == client_id,
-                    idempotency_keys.c.key == key,
-                    idempotency_keys.c.response_status.is_(None),
-                )
-                .values(response_status=status)
-            )
-
     async def get(self, activation_id: uuid.UUID, *, client_id: str | None = None) -> Activation | None:
         async with self._engine.connect() as conn:
             return await _load(conn, activation_id, client_id=client_id)

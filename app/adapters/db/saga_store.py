@@ -21,14 +21,14 @@ import itertools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from app.domain.lifecycle import ActivationStatus, StepStatus, check_transition
-from app.domain.model import Activation, Lease, LeaseLost, StepState
+from app.domain.model import Activation, Lease, LeaseLost
 
+from .snapshot import LOAD_ACTIVATION, STEP_ROWS, activation_from_row
 from .statements import StatementPool
 from .tables import activation_steps, activations
 
@@ -72,13 +72,6 @@ UPDATE activations
  WHERE id = %(id)s AND lease_epoch = %(epoch)s
 """
 
-_STEP_COLUMNS = """
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'name', name, 'position', position, 'status', status, 'attempts', attempts,
-               'resource_id', resource_id, 'started_at', started_at, 'finished_at', finished_at,
-               'error', error) ORDER BY position), '[]'::jsonb)
-      FROM activation_steps WHERE activation_id = a.id
-"""
 
 # Load the activation under the lease, and start its run: a pending activation becomes running
 # (rolling_back if a rollback was requested before it started; its credentials are then erased)
@@ -107,16 +100,12 @@ WITH moved AS (
      WHERE moved.status = 'running' AND s.activation_id = moved.id AND s.name = ANY(%(start)s)
  RETURNING s.name, s.attempts
 )
-SELECT a.*, coalesce((SELECT status FROM moved), a.status) AS current_status, ({_STEP_COLUMNS}) AS step_rows,
+SELECT a.*, coalesce((SELECT status FROM moved), a.status) AS current_status, ({STEP_ROWS}) AS step_rows,
        (SELECT jsonb_object_agg(name, attempts) FROM started) AS started
   FROM activations a
  WHERE a.id = %(id)s AND (EXISTS (SELECT FROM moved) OR EXISTS (SELECT FROM fence))
 """
 
-_LOAD = f"""
-SELECT a.*, a.status AS current_status, ({_STEP_COLUMNS}) AS step_rows
-  FROM activations a WHERE a.id = %(id)s
-"""
 
 # Buffered upstream-call rows and the write's own events, inserted in `ord` order (ids follow it,
 # so the timeline keeps the order in which the calls finished).
@@ -180,7 +169,7 @@ class SagaStore:
         row = await self._db.fetchone(_BEGIN_RUN, params)
         if row is None:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
-        activation = _activation(row)
+        activation = activation_from_row(row)
         started: dict[str, int] = row["started"] or {}
         for name, attempts in started.items():
             state = activation.steps[name]
@@ -188,10 +177,10 @@ class SagaStore:
         return activation, started
 
     async def load(self, lease: Lease) -> Activation:
-        row = await self._db.fetchone(_LOAD, {"id": lease.activation_id})
+        row = await self._db.fetchone(LOAD_ACTIVATION, {"id": lease.activation_id})
         if row is None:
             raise LeaseLost(f"activation {lease.activation_id} vanished")
-        return _activation(row)
+        return activation_from_row(row)
 
     async def write_step(
         self,
@@ -409,43 +398,3 @@ def _param(value: Any) -> Any:
 
 def _event_rows(rows: EventRows) -> Jsonb:
     return Jsonb([{"ord": i, "type": r["type"], "step": r.get("step"), "data": r["data"]} for i, r in enumerate(rows)])
-
-
-def _timestamp(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _activation(row: dict[str, Any]) -> Activation:
-    return Activation(
-        id=row["id"],
-        client_id=row["client_id"],
-        status=ActivationStatus(row["current_status"]),
-        destination_name=row["destination_name"],
-        destination=row["destination"],
-        sandbox=row["sandbox"],
-        name=row["name"],
-        storage=row["storage"],
-        credentials_ciphertext=row["credentials_ciphertext"],
-        segments=row["segments"],
-        attributes=row["attributes"],
-        flow_id=row["flow_id"],
-        flow_etag=row["flow_etag"],
-        error=row["error"],
-        rollback_requested_at=row["rollback_requested_at"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        completed_at=row["completed_at"],
-        steps={
-            s["name"]: StepState(
-                name=s["name"],
-                position=s["position"],
-                status=StepStatus(s["status"]),
-                attempts=s["attempts"],
-                resource_id=s["resource_id"],
-                started_at=_timestamp(s["started_at"]),
-                finished_at=_timestamp(s["finished_at"]),
-                error=s["error"],
-            )
-            for s in row["step_rows"]
-        },
-    )

@@ -1,0 +1,64 @@
+"""An activation and its steps read in one statement, and the row turned into the domain's
+Activation: shared by the saga store and the API's hot paths."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from app.domain.lifecycle import ActivationStatus, StepStatus
+from app.domain.model import Activation, StepState
+
+# The steps of activation `a`, in order, as one JSON array (one round trip for the whole read).
+STEP_ROWS = """
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'name', name, 'position', position, 'status', status, 'attempts', attempts,
+               'resource_id', resource_id, 'started_at', started_at, 'finished_at', finished_at,
+               'error', error) ORDER BY position), '[]'::jsonb)
+      FROM activation_steps WHERE activation_id = a.id
+"""
+
+LOAD_ACTIVATION = f"""
+SELECT a.*, a.status AS current_status, ({STEP_ROWS}) AS step_rows
+  FROM activations a WHERE a.id = %(id)s
+"""
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def activation_from_row(row: dict[str, Any]) -> Activation:
+    return Activation(
+        id=row["id"],
+        client_id=row["client_id"],
+        status=ActivationStatus(row["current_status"]),
+        destination_name=row["destination_name"],
+        destination=row["destination"],
+        sandbox=row["sandbox"],
+        name=row["name"],
+        storage=row["storage"],
+        credentials_ciphertext=row["credentials_ciphertext"],
+        segments=row["segments"],
+        attributes=row["attributes"],
+        flow_id=row["flow_id"],
+        flow_etag=row["flow_etag"],
+        error=row["error"],
+        rollback_requested_at=row["rollback_requested_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        completed_at=row["completed_at"],
+        steps={
+            s["name"]: StepState(
+                name=s["name"],
+                position=s["position"],
+                status=StepStatus(s["status"]),
+                attempts=s["attempts"],
+                resource_id=s["resource_id"],
+                started_at=_timestamp(s["started_at"]),
+                finished_at=_timestamp(s["finished_at"]),
+                error=s["error"],
+            )
+            for s in row["step_rows"]
+        },
+    )
