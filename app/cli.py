@@ -6,10 +6,13 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import secrets
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import structlog
 from pydantic import SecretStr
@@ -100,6 +103,10 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _worker(args: argparse.Namespace) -> None:
+    if args.nice:
+        # On a host shared with the API process, accepting requests comes first: the scheduler
+        # gives this process what the API leaves (README "Performance", accept latency).
+        os.nice(args.nice)
     settings = Settings()
     check_security(settings)
     deployment = prepare_deployment(settings)
@@ -121,7 +128,17 @@ def _worker(args: argparse.Namespace) -> None:
         log.info("worker stopping")
         await runtime.stop()
 
-    asyncio.run(run())
+    _run_event_loop(run())
+
+
+def _run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """uvloop when installed (uvicorn[standard] brings it, and `serve` runs on it too)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency through uvicorn[standard]
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def _migrate(args: argparse.Namespace) -> None:
@@ -179,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run the saga worker only (scale out)")
     worker.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port")
     worker.add_argument("--metrics-host", default="0.0.0.0", help="address for --metrics-port")
+    worker.add_argument(
+        "--nice", type=int, default=0, help="lower this process's CPU priority by N (0-19) below the API's"
+    )
     worker.set_defaults(handler=_worker)
 
     migrate = commands.add_parser("migrate", help="apply Alembic migrations")

@@ -27,7 +27,7 @@ from app.adapters.db.saga_store import SagaStore
 from app.adapters.db.statements import StatementPool
 from app.adapters.db.stats import queue_stats
 from app.adapters.flowservice import FlowServiceClient, TokenProvider, UpstreamCall, call_events
-from app.adapters.flowservice.client import build_http_client
+from app.adapters.flowservice.client import build_http_client, build_transport, upstream_timeout
 from app.api.auth import ApiKeyRegistry
 from app.domain.catalog import DestinationCatalog
 from app.domain.retry import RetryPolicy
@@ -164,20 +164,25 @@ class Runtime:
         self.repository = ActivationRepository(self.engine)
         # The hot paths (accepting an activation; the worker's claims, leases and step writes) run
         # single SQL statements straight on psycopg: see saga_store.py.
-        self.statements = StatementPool(self.deployment.database_url, size=settings.database_pool_size)
-        self.intake = ActivationIntake(self.statements)
-        self.saga_store = SagaStore(self.statements)
+        # Two pools, so that accepting an activation never queues for a connection behind the
+        # worker's step writes (each opens on first use: an API-only process opens one).
+        self.api_statements = StatementPool(self.deployment.database_url, size=settings.database_pool_size, name="api")
+        self.worker_statements = StatementPool(
+            self.deployment.database_url, size=settings.database_pool_size, name="worker"
+        )
+        self.intake = ActivationIntake(self.api_statements)
+        self.saga_store = SagaStore(self.worker_statements)
         # Answers `Prefer: wait` as soon as the worker reports the activation terminal.
         self.terminal_watcher = TerminalWatcher(self.deployment.database_url)
         verify = adobe_tls(settings)
         self.identity = process_identity()
-        self.http = build_http_client(
-            user_agent=f"activation-gateway/{__version__} ({self.identity})",
-            connect_timeout=settings.upstream_connect_timeout_seconds,
-            timeout=settings.upstream_timeout_seconds,
-            max_connections=settings.worker_concurrency * 2,
-            verify=verify,
+        # Names the process: Adobe support (or a test) can tell which worker made a call.
+        user_agent = f"activation-gateway/{__version__} ({self.identity})"
+        timeout = upstream_timeout(
+            connect_timeout=settings.upstream_connect_timeout_seconds, timeout=settings.upstream_timeout_seconds
         )
+        transport = build_transport(max_connections=settings.worker_concurrency * 2, verify=verify)
+        self.http = build_http_client(transport, timeout=timeout, user_agent=user_agent)  # closes the transport
         adobe = self.deployment.adobe
         self.tokens = TokenProvider(
             self.http,
@@ -188,7 +193,13 @@ class Runtime:
         )
         self.metrics.count_token_refreshes(lambda: self.tokens.refreshes)
         self.flow_service = FlowServiceClient(
-            self.http, self.tokens, base_url=adobe.flow_service_url, org_id=adobe.org_id, observer=self._on_upstream
+            transport,
+            self.tokens,
+            base_url=adobe.flow_service_url,
+            org_id=adobe.org_id,
+            timeout=timeout,
+            user_agent=user_agent,
+            observer=self._on_upstream,
         )
         self.catalog = DestinationCatalog(settings.spec_cache_ttl_seconds)
         self.runner = SagaRunner(
@@ -311,7 +322,8 @@ class Runtime:
             await asyncio.gather(self._worker_task, return_exceptions=True)
         await self.terminal_watcher.stop()
         await self.http.aclose()
-        await self.statements.close()
+        await self.api_statements.close()
+        await self.worker_statements.close()
         await self.engine.dispose()
 
     async def readiness_checks(self) -> dict[str, list[dict[str, Any]]]:

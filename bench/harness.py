@@ -132,9 +132,39 @@ def set_latency(emulator_url: str, fixed_ms: int, random_ms: int) -> None:
         ).raise_for_status()
 
 
+class Gateway:
+    """The service under test: one `serve` process, plus `worker` processes when the API and the
+    worker run apart (the production layout). CPU and memory are summed over them."""
+
+    def __init__(self, processes: list[Process]) -> None:
+        self.processes = processes
+
+    @property
+    def api(self) -> Process:
+        return self.processes[0]
+
+    def cpu_seconds(self) -> float:
+        return sum(process.cpu_seconds() for process in self.processes)
+
+    def rss_kib(self) -> int:
+        return sum(process.rss_kib() for process in self.processes)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+
+
 def start_gateway(
-    database_url: str, emulator_url: str, log_dir: Path, *, extra_env: dict[str, str]
-) -> tuple[Process, str]:
+    database_url: str,
+    emulator_url: str,
+    log_dir: Path,
+    *,
+    extra_env: dict[str, str],
+    workers: int = 0,
+    worker_nice: int = 0,
+) -> tuple[Gateway, str]:
+    """``workers`` = 0: one process serves the API and runs the worker; N > 0: an API-only
+    process (`serve --no-worker`) and N `worker --nice worker_nice` processes."""
     port = free_port()
     env = {
         "DATABASE_URL": database_url,
@@ -148,10 +178,18 @@ def start_gateway(
         "AUTO_MIGRATE": "true",
         **extra_env,
     }
-    process = Process("gateway", [str(BIN / "activation-gateway"), "serve", "--port", str(port)], env, log_dir)
+    serve = [str(BIN / "activation-gateway"), "serve", "--port", str(port)] + (["--no-worker"] if workers else [])
+    processes = [Process("gateway", serve, env, log_dir)]
     url = f"http://127.0.0.1:{port}"
-    process.wait_http(f"{url}/health/ready")
-    return process, url
+    try:
+        processes[0].wait_http(f"{url}/health/ready")  # migrations are applied by now
+        for i in range(workers):
+            worker = [str(BIN / "activation-gateway"), "worker", "--nice", str(worker_nice)]
+            processes.append(Process(f"worker-{i + 1}", worker, env, log_dir))
+    except BaseException:
+        Gateway(processes).stop()
+        raise
+    return Gateway(processes), url
 
 
 def load_average() -> str:

@@ -36,6 +36,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--baseline", type=int, help="activations done by the plain script (default 20)")
     parser.add_argument("--query-rounds", type=int, help="repetitions per timed query (default 300)")
     parser.add_argument("--worker-concurrency", type=int, default=None, help="WORKER_CONCURRENCY of the gateway")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes beside an API-only `serve --no-worker` (default 1); 0 runs the worker "
+        "inside the one `serve` process",
+    )
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=10,
+        help="`worker --nice`: CPU priority below the API process's (default 10; 0 for none)",
+    )
     parser.add_argument("--log-level", default="INFO", help="LOG_LEVEL of the gateway (default INFO)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="more gateway settings")
     parser.add_argument("--keep-logs", action="store_true", help="keep the server logs (printed path)")
@@ -91,6 +104,8 @@ def _run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
             "latencyMs": args.latency_ms,
             "randomMs": args.random_ms,
             "cpus": os.cpu_count(),
+            "workerProcesses": args.workers,
+            "workerNice": args.worker_nice if args.workers else None,
             "gatewayEnv": {k: v for k, v in gateway_env.items()},
         },
         "load": {"start": load_average()},
@@ -100,7 +115,14 @@ def _run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         gateway = None
         try:
             set_latency(emulator_url, args.latency_ms, args.random_ms)
-            gateway, base_url = start_gateway(database_url, emulator_url, log_dir, extra_env=gateway_env)
+            gateway, base_url = start_gateway(
+                database_url,
+                emulator_url,
+                log_dir,
+                extra_env=gateway_env,
+                workers=args.workers,
+                worker_nice=args.worker_nice,
+            )
             done = 0
 
             _progress("warm-up (catalog cache, connection pools)")
