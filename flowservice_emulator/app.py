@@ -8,12 +8,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import admin, flowservice, ims
 from .config import BASE_PATH, EmulatorConfig
+from .dispatch import DirectRoutes, error_response
 from .errors import ApiError, FlowCode, flow_error
 from .middleware import EmulatorMiddleware
 from .state import EmulatorState
 
 
-def create_app(config: EmulatorConfig | None = None) -> FastAPI:
+def create_app(config: EmulatorConfig | None = None, *, direct_dispatch: bool = True) -> FastAPI:
+    """``direct_dispatch=False`` routes every request through FastAPI (see :mod:`.dispatch`); the answers are
+    the same, only slower. Tests use it to check exactly that."""
     state = EmulatorState(config or EmulatorConfig())
     app = FastAPI(
         title="Adobe Flow Service emulator",
@@ -28,7 +31,8 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
     app.include_router(admin.build_router())
     app.add_exception_handler(ApiError, _render_api_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _render_http_error)  # type: ignore[arg-type]
-    app.add_middleware(EmulatorMiddleware, state=state)
+    routes = DirectRoutes(state) if direct_dispatch else None
+    app.add_middleware(EmulatorMiddleware, state=state, routes=routes)
     return app
 
 
@@ -37,7 +41,7 @@ def _request_id(request: Request) -> str:
 
 
 async def _render_api_error(request: Request, exc: ApiError) -> JSONResponse:
-    return JSONResponse(exc.render(_request_id(request)), status_code=exc.status, headers=exc.headers or None)
+    return error_response(exc, _request_id(request))
 
 
 async def _render_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -8,6 +8,7 @@ valid when it was issued here, has not expired and has not been expired through 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import secrets
@@ -38,13 +39,24 @@ class Caller:
 
     @property
     def user(self) -> str:
-        # Server-to-server credentials act as a technical account, shown as <hash>@techacct.adobe.com.
-        digest = hashlib.sha1(self.client_id.encode()).hexdigest()[:24].upper()
-        return f"{digest}@techacct.adobe.com"
+        return _technical_account(self.client_id)
 
     @property
     def sandbox_id(self) -> str:
-        return str(uuid.uuid5(_SANDBOX_NAMESPACE, f"{self.org_id}/{self.sandbox}"))
+        return _sandbox_id(self.org_id, self.sandbox)
+
+
+# Both are pure functions of a handful of distinct values, asked for several times per request.
+@functools.lru_cache(maxsize=1024)
+def _technical_account(client_id: str) -> str:
+    # Server-to-server credentials act as a technical account, shown as <hash>@techacct.adobe.com.
+    digest = hashlib.sha1(client_id.encode()).hexdigest()[:24].upper()
+    return f"{digest}@techacct.adobe.com"
+
+
+@functools.lru_cache(maxsize=1024)
+def _sandbox_id(org_id: str, sandbox: str) -> str:
+    return str(uuid.uuid5(_SANDBOX_NAMESPACE, f"{org_id}/{sandbox}"))
 
 
 class TokenRegistry:
@@ -87,6 +99,10 @@ class TokenRegistry:
 
     def __len__(self) -> int:
         return len(self._tokens)
+
+
+# Every header authenticate() reads: a caller may leave the others out of ``headers``.
+AUTH_HEADERS: Final = frozenset({"x-api-key", "authorization", "x-gw-ims-org-id", "x-sandbox-name"})
 
 
 def authenticate(headers: dict[str, str], tokens: TokenRegistry, config: EmulatorConfig) -> Caller:

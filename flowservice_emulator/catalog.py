@@ -21,6 +21,8 @@ import copy
 import uuid
 from typing import Any, Final
 
+from .jsoncopy import json_copy
+
 JsonObject = dict[str, Any]
 
 JSON_SCHEMA_DRAFT: Final = "http://json-schema.org/draft-07/schema#"
@@ -720,37 +722,59 @@ def _build_flow_specs(connection_specs: list[JsonObject]) -> list[JsonObject]:
 
 
 class Catalog:
-    """Read-only lookup over the specs. Callers get deep copies so nothing can mutate the catalog."""
+    """Read-only lookup over the specs. Public accessors return deep copies so nothing can mutate the catalog;
+    the ``*_readonly`` ones return the catalog's own objects, for request validation, which only reads them
+    (a copy of a large spec per lookup was a good part of each request's CPU)."""
 
     def __init__(self) -> None:
         self._connection_specs = _build_connection_specs()
         self._flow_specs = _build_flow_specs(self._connection_specs)
         self._connection_by_id = {spec["id"]: spec for spec in self._connection_specs}
         self._flow_by_id = {spec["id"]: spec for spec in self._flow_specs}
+        self._secret_params = {
+            (spec["id"], auth["name"]): frozenset(
+                name
+                for name, schema in auth.get("spec", {}).get("properties", {}).items()
+                if schema.get("format") == "password"
+            )
+            for spec in self._connection_by_id.values()
+            for auth in reversed(spec.get("authSpec", []))  # reversed: the first auth spec of a name wins
+        }
 
     def connection_specs(self) -> list[JsonObject]:
-        return copy.deepcopy(self._connection_specs)
+        return json_copy(self._connection_specs)
 
     def flow_specs(self) -> list[JsonObject]:
-        return copy.deepcopy(self._flow_specs)
+        return json_copy(self._flow_specs)
 
     def connection_spec(self, spec_id: str) -> JsonObject | None:
-        spec = self._connection_by_id.get(spec_id)
-        return copy.deepcopy(spec) if spec is not None else None
+        spec = self.connection_spec_readonly(spec_id)
+        return json_copy(spec) if spec is not None else None
 
     def flow_spec(self, spec_id: str) -> JsonObject | None:
-        spec = self._flow_by_id.get(spec_id)
-        return copy.deepcopy(spec) if spec is not None else None
+        spec = self.flow_spec_readonly(spec_id)
+        return json_copy(spec) if spec is not None else None
 
     def auth_spec(self, connection_spec_id: str, spec_name: str) -> JsonObject | None:
+        auth = self.auth_spec_readonly(connection_spec_id, spec_name)
+        return json_copy(auth) if auth is not None else None
+
+    def connection_spec_readonly(self, spec_id: str) -> JsonObject | None:
+        """The catalog's own connection spec: never mutate it, never hand it out."""
+        return self._connection_by_id.get(spec_id)
+
+    def flow_spec_readonly(self, spec_id: str) -> JsonObject | None:
+        """The catalog's own flow spec: never mutate it, never hand it out."""
+        return self._flow_by_id.get(spec_id)
+
+    def auth_spec_readonly(self, connection_spec_id: str, spec_name: str) -> JsonObject | None:
+        """The catalog's own auth spec: never mutate it, never hand it out."""
         spec = self._connection_by_id.get(connection_spec_id)
         for auth in (spec or {}).get("authSpec", []):
             if auth["name"] == spec_name:
-                return copy.deepcopy(auth)  # type: ignore[no-any-return]
+                return auth  # type: ignore[no-any-return]
         return None
 
-    def secret_params(self, connection_spec_id: str, spec_name: str) -> set[str]:
+    def secret_params(self, connection_spec_id: str, spec_name: str) -> frozenset[str]:
         """Names of the auth params flagged ``"format": "password"`` for this spec and auth spec name."""
-        auth = self.auth_spec(connection_spec_id, spec_name)
-        properties: JsonObject = (auth or {}).get("spec", {}).get("properties", {})
-        return {name for name, schema in properties.items() if schema.get("format") == "password"}
+        return self._secret_params.get((connection_spec_id, spec_name), frozenset())

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 import uvicorn
+from uvicorn.config import LOG_LEVELS
 
 from .app import create_app
 from .config import EmulatorConfig
@@ -41,5 +43,14 @@ def main(argv: list[str] | None = None) -> None:
         org_id=args.org_id,
     )
     uvicorn.run(
-        create_app(config), host=args.host, port=args.port, log_level=args.log_level, lifespan="off", backlog=4096
+        create_app(config),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        # Above info the access log (INFO lines) is never written, but uvicorn would still build each line's
+        # arguments (client address, quoted path) for every response. This process owns its loggers, so
+        # turning the access log off is safe here; the in-process EmulatorServer must not do it.
+        access_log=LOG_LEVELS[args.log_level] <= logging.INFO,
+        lifespan="off",
+        backlog=4096,
     )

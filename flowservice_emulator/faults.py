@@ -21,10 +21,9 @@ FailureKind = Literal["error", "timeout", "drop"]
 
 
 def _path_matches(pattern: str, path: str) -> bool:
-    candidates = [path]
-    if path.startswith(BASE_PATH):
-        candidates.insert(0, path[len(BASE_PATH) :] or "/")
-    return any(fnmatchcase(candidate, pattern) for candidate in candidates)
+    if path.startswith(BASE_PATH) and fnmatchcase(path[len(BASE_PATH) :] or "/", pattern):
+        return True
+    return fnmatchcase(path, pattern)
 
 
 def _method_matches(pattern: str, method: str) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Final
 
 from .catalog import Catalog
@@ -33,14 +32,22 @@ _ALWAYS_SECRET: Final = frozenset(
 
 
 def mask_resource(doc: JsonObject, catalog: Catalog) -> JsonObject:
-    """A copy of ``doc`` with its secret auth params replaced by ``***``."""
-    masked = copy.deepcopy(doc)
+    """``doc`` with its secret auth params replaced by ``***``, for a response.
+
+    A new top-level object (and a new ``auth``), but every other value is shared with ``doc``: serialize it,
+    never mutate it. That is safe because stored documents are replaced, never changed in place (see
+    :mod:`~flowservice_emulator.store`); a deep copy of every resource read was a good part of a GET's cost.
+    """
+    masked = dict(doc)
     auth = masked.get("auth")
     if not isinstance(auth, dict) or not isinstance(auth.get("params"), dict):
         return masked
     spec_id = str((masked.get("connectionSpec") or {}).get("id", ""))
     secret = catalog.secret_params(spec_id, str(auth.get("specName", ""))) | _ALWAYS_SECRET
-    auth["params"] = {
-        name: (MASK if name in secret and value is not None else value) for name, value in auth["params"].items()
+    masked["auth"] = {
+        **auth,
+        "params": {
+            name: (MASK if name in secret and value is not None else value) for name, value in auth["params"].items()
+        },
     }
     return masked

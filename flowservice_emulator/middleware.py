@@ -2,7 +2,9 @@
 request history. The admin API (``/_emulator``) bypasses it entirely.
 
 It is a raw ASGI middleware rather than a ``BaseHTTPMiddleware`` because the "drop" fault must be able to
-start a response and then abandon it, which makes uvicorn close the connection mid-body.
+start a response and then abandon it, which makes uvicorn close the connection mid-body. The Flow Service
+routes are answered by :class:`~flowservice_emulator.dispatch.DirectRoutes` when it is given; any other
+request goes down the FastAPI stack.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ADMIN_PATH, BASE_PATH, DEFAULT_SANDBOX
+from .dispatch import CapturedResponse, DirectRoutes
 from .errors import ApiError, generic_error
 from .faults import FaultRule
 from .state import EmulatorState
@@ -28,17 +30,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 REQUEST_ID_HEADER = b"x-request-id"
 
 
-@dataclass
-class CapturedResponse:
-    status: int = 500
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    body: bytearray = field(default_factory=bytearray)
-
-
 class EmulatorMiddleware:
-    def __init__(self, app: ASGIApp, state: EmulatorState) -> None:
+    def __init__(self, app: ASGIApp, state: EmulatorState, routes: DirectRoutes | None = None) -> None:
         self.app = app
         self.state = state
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(ADMIN_PATH):
@@ -58,7 +54,7 @@ class EmulatorMiddleware:
         if fault is not None and fault.mode == "error":
             response = _fault_response(fault, request_id)
         else:
-            response = await self._call_app(scope, body)
+            response = await self._call_app(scope, body, request_id)
             if fault is not None:  # commit_then_fail: the change is made, the caller learns nothing of it
                 committed = response
                 response = _fault_response(fault, request_id) if fault.failure != "drop" else committed
@@ -74,7 +70,11 @@ class EmulatorMiddleware:
         else:
             await _send(send, response)
 
-    async def _call_app(self, scope: Scope, body: bytes) -> CapturedResponse:
+    async def _call_app(self, scope: Scope, body: bytes, request_id: str) -> CapturedResponse:
+        if self.routes is not None:
+            direct = self.routes.dispatch(scope, body, request_id)
+            if direct is not None:
+                return direct
         captured = CapturedResponse()
         delivered = False
 
@@ -115,7 +115,7 @@ class EmulatorMiddleware:
             body=body,
             status=response.status if response else None,
             response_headers=response.headers if response else [],
-            response_body=bytes(response.body) if response else None,
+            response_body=response.body if response else None,
             fault=fault.id if fault else None,
             sandbox=sandbox,
         )
@@ -133,7 +133,7 @@ def _fault_response(fault: FaultRule, request_id: str) -> CapturedResponse:
     if fault.retry_after is not None:
         headers.append((b"retry-after", str(fault.retry_after).encode()))
     status = 500 if fault.failure == "timeout" and fault.mode == "commit_then_fail" else fault.status
-    return CapturedResponse(status, headers, bytearray(payload))
+    return CapturedResponse(status, headers, payload)
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -150,13 +150,13 @@ async def _read_body(receive: Receive) -> bytes:
 
 async def _send(send: Send, response: CapturedResponse) -> None:
     await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
-    await send({"type": "http.response.body", "body": bytes(response.body)})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 async def _send_truncated(send: Send, response: CapturedResponse) -> None:
     """Announce the full Content-Length, send half the body, then return: uvicorn closes the connection
     ("ASGI callable returned without completing response") and the client sees a protocol error."""
-    body = bytes(response.body) or b"{}"
+    body = response.body or b"{}"
     headers = [(k, v) for k, v in response.headers if k.lower() != b"content-length"]
     headers.append((b"content-length", str(len(body) + 64).encode()))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})

@@ -6,7 +6,6 @@ other requests (see :mod:`~flowservice_emulator.store`).
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import time
 import uuid
@@ -20,6 +19,7 @@ from .auth import Caller
 from .catalog import PROFILE_STORE, PROFILE_TYPE_INFO, Catalog
 from .errors import ApiError, FlowCode, flow_error, not_found
 from .filters import Page, next_href, paginate, parse_query
+from .jsoncopy import json_copy
 from .masking import mask_resource
 from .store import KINDS, ResourceStore, new_etag
 
@@ -94,7 +94,7 @@ class ResourceService:
     def create(self, kind: str, caller: Caller, body: JsonObject) -> JsonObject:
         if kind == "flows" and "state" in body:
             raise flow_error(FlowCode.STATE_NOT_ALLOWED, "The field 'state' is not allowed in a create flow request.")
-        fields = {name: copy.deepcopy(body[name]) for name in _WRITABLE[kind] if name in body}
+        fields = {name: json_copy(body[name]) for name in _WRITABLE[kind] if name in body}
         self._validate(kind, caller, fields)
         now = _now_ms()
         etag = new_etag()
@@ -113,7 +113,7 @@ class ResourceService:
             "state": "enabled",
         }
         if kind == "connections" and "encryptionSpecs" in body:
-            doc["encryption"] = copy.deepcopy(body["encryptionSpecs"])  # GET shows it as "encryption" (§4.3)
+            doc["encryption"] = json_copy(body["encryptionSpecs"])  # GET shows it as "encryption" (§4.3)
         self._derive(kind, caller, doc, previous=None)
         doc |= {"version": etag, "etag": etag}
         if kind == "flows":
@@ -143,7 +143,8 @@ class ResourceService:
             raise flow_error(FlowCode.VERSION_MISMATCH, message)
         operations = _parse_patch(kind, body)
         try:
-            patched = jsonpatch.JsonPatch(operations).apply(copy.deepcopy(current))
+            # in_place on a copy of our own: apply() would otherwise deep-copy the document a second time.
+            patched = jsonpatch.JsonPatch(operations).apply(json_copy(current), in_place=True)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
             raise flow_error(FlowCode.PATCH_INVALID, f"Patch instruction validation failed: {exc}") from None
         if not isinstance(patched, dict):
@@ -186,7 +187,7 @@ class ResourceService:
         states = {"ENABLE": "enabled", "DISABLE": "disabled"}
         if op is None or op.upper() not in states:
             raise flow_error(FlowCode.BAD_QUERY_PARAM, f"Invalid value '{op}' for query parameter 'op'.")
-        flow = copy.deepcopy(self._require("flows", caller, flow_id))
+        flow = json_copy(self._require("flows", caller, flow_id))
         now = _now_ms()
         etag = new_etag()
         flow |= {
@@ -262,7 +263,7 @@ class ResourceService:
     def _flow_inheritance(
         self, flow: JsonObject, lookup: Callable[[str, str], JsonObject | None], previous: JsonObject | None
     ) -> JsonObject:
-        spec = self.catalog.flow_spec(flow["flowSpec"]["id"]) or {}
+        spec = self.catalog.flow_spec_readonly(flow["flowSpec"]["id"]) or {}
         inherited: JsonObject = {
             "properties": {"isDestinationFlow": bool(spec.get("attributes", {}).get("isDestinationFlow"))},
         }
@@ -278,7 +279,7 @@ class ResourceService:
                     ]
                     continue
                 summary: JsonObject = {"id": connection_id, "connectionSpec": dict(connection["connectionSpec"])}
-                summary |= copy.deepcopy(connection.get("inheritedAttributes", {}))
+                summary |= json_copy(connection.get("inheritedAttributes", {}))
                 if "typeInfo" in connection:
                     summary["typeInfo"] = dict(connection["typeInfo"])
                 summaries.append(summary)

@@ -2,6 +2,10 @@
 
 Concurrency: the emulator runs on one event loop and every method here is synchronous, so a handler that
 checks and then mutates state without an ``await`` in between is atomic. Handlers must keep it that way.
+
+A stored document is never changed in place: an update stores a new document (:meth:`ResourceStore.replace`)
+built from a copy. Responses share values with stored documents rather than copying them (see
+:func:`~flowservice_emulator.masking.mask_resource`), which is only correct while this holds.
 """
 
 from __future__ import annotations

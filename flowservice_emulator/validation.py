@@ -2,7 +2,8 @@
 
 Each ``check_*`` function validates a create body (or a patched document, which must satisfy the same
 rules) and raises :class:`~flowservice_emulator.errors.ApiError` with Adobe's code for the first problem.
-They only read state through ``Lookup`` so they can be reused after a PATCH.
+They only read state through ``Lookup`` so they can be reused after a PATCH. Catalog specs are read without
+copying them: the specs these functions return are the catalog's own, not to be mutated.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def check_name(body: JsonObject) -> None:
 
 def check_connection(body: JsonObject, catalog: Catalog) -> JsonObject:
     check_name(body)
-    spec = check_spec_ref(body, "connectionSpec", catalog.connection_spec)
+    spec = check_spec_ref(body, "connectionSpec", catalog.connection_spec_readonly)
     auth_specs: list[JsonObject] = spec.get("authSpec", [])
     auth = body.get("auth")
     if auth is None:
@@ -87,7 +88,7 @@ def check_connection(body: JsonObject, catalog: Catalog) -> JsonObject:
     if not isinstance(auth, dict):
         raise invalid("Field 'auth' must be an object with 'specName' and 'params'.")
     require(auth, "specName", where="auth")
-    auth_spec = catalog.auth_spec(spec["id"], str(auth["specName"]))
+    auth_spec = catalog.auth_spec_readonly(spec["id"], str(auth["specName"]))
     if auth_spec is None:
         raise flow_error(
             FlowCode.AUTH_SPEC_NOT_FOUND,
@@ -105,7 +106,7 @@ def check_connection(body: JsonObject, catalog: Catalog) -> JsonObject:
 
 def check_source_connection(body: JsonObject, catalog: Catalog, lookup: Lookup) -> JsonObject:
     check_name(body)
-    spec = check_spec_ref(body, "connectionSpec", catalog.connection_spec)
+    spec = check_spec_ref(body, "connectionSpec", catalog.connection_spec_readonly)
     for field in ("data", "params"):
         if body.get(field) is not None and not isinstance(body[field], dict):
             raise invalid(f"Field '{field}' must be an object.")
@@ -117,7 +118,7 @@ def check_source_connection(body: JsonObject, catalog: Catalog, lookup: Lookup) 
 def check_target_connection(body: JsonObject, catalog: Catalog, lookup: Lookup) -> JsonObject:
     check_name(body)
     require(body, "baseConnectionId", "params")
-    spec = check_spec_ref(body, "connectionSpec", catalog.connection_spec)
+    spec = check_spec_ref(body, "connectionSpec", catalog.connection_spec_readonly)
     target_spec = spec.get("targetSpec")
     if target_spec is None:
         raise invalid(f"Connection spec '{spec['name']}' is not a destination: it has no targetSpec.")
@@ -145,7 +146,7 @@ def check_base_connection(body: JsonObject, spec: JsonObject, lookup: Lookup) ->
 
 def check_flow(body: JsonObject, catalog: Catalog, lookup: Lookup) -> JsonObject:
     check_name(body)
-    flow_spec = check_spec_ref(body, "flowSpec", catalog.flow_spec)
+    flow_spec = check_spec_ref(body, "flowSpec", catalog.flow_spec_readonly)
     require(body, "sourceConnectionIds", "targetConnectionIds")
     source_specs = _check_connection_ids(
         body, "sourceConnectionIds", "sourceConnections", flow_spec["sourceConnectionSpecIds"], lookup
