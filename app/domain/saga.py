@@ -204,11 +204,20 @@ class SagaRunner:
             await self._record_failure(run, step, _problem_from_upstream(step.name, exc))
             return
         self._observer.step_finished(step.name, StepStatus.SUCCEEDED.value, time.monotonic() - started)
+        next_steps = await self._record_success(run, step, result)
+        log.info("step succeeded", activation_id=str(activation.id), step=step.name, resource_id=result.resource_id)
+        assert run.group is not None
+        for name, next_attempt in next_steps:
+            run.group.create_task(self._run_step(run, self._by_name[name], next_attempt))
+
+    async def _record_success(self, run: _ForwardRun, step: SagaStep, result: StepResult) -> list[tuple[str, int]]:
+        """Record the step's success, starting in the same write the steps it made ready (and, for
+        the last step, ending the run); returns the steps started, with their attempt numbers."""
+        lease, activation = run.lease, run.activation
         finished_at = datetime.now(UTC)
         async with lease.writes:
             # Decided under the lock: of two branches finishing together, the second sees the first.
             ready = self._ready(run, finished=step.name)
-            # The last step's write also ends the run (one statement less per activation).
             last = not run.failures and all(
                 state.status == StepStatus.SUCCEEDED for name, state in activation.steps.items() if name != step.name
             )
@@ -238,11 +247,7 @@ class SagaRunner:
                 setattr(activation, column, value)
             run.observe(written, finished_at=finished_at)
             run.completed = written.completed
-            next_steps = self._mark_started(run, written)
-        log.info("step succeeded", activation_id=str(activation.id), step=step.name, resource_id=result.resource_id)
-        assert run.group is not None
-        for name, next_attempt in next_steps:
-            run.group.create_task(self._run_step(run, self._by_name[name], next_attempt))
+            return self._mark_started(run, written)
 
     async def _attempt(self, run: _ForwardRun, step: SagaStep, attempt: int) -> StepResult:
         lease, activation = run.lease, run.activation
