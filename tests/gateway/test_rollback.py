@@ -192,3 +192,27 @@ def test_list_filters_and_cursor_pagination_stable_under_inserts(
         assert set(ids) <= {a["id"] for a in by_destination["items"]}
         assert client.get("/activations", params={"cursor": "garbage!"}).status_code == 400
         assert client.get("/activations", params={"limit": 101}).status_code == 422
+
+
+def test_a_rollback_requested_during_the_last_step_wins_over_success(
+    gateway: GatewayProcess, emulator: EmulatorServer
+) -> None:
+    """The last step's write would also end the run (one statement); a rollback requested while
+    that step is in flight must still win: the activation never reports `succeeded`."""
+    httpx.post(f"{emulator.url}/_emulator/latency", json={"path": f"{BASE}/flows/*", "fixedMs": 800}).raise_for_status()
+    with gateway.client() as client:
+        activation_id = client.post("/activations", json=s3_request(), headers={"Idempotency-Key": new_key()}).json()[
+            "id"
+        ]
+        wait_for(
+            lambda: client.get(f"/activations/{activation_id}").json(),
+            lambda b: any(s["name"] == "verify_flow" and s["status"] == "running" for s in b["steps"]),
+        )
+        assert rollback(client, activation_id).status_code == 202
+        final = wait_terminal(client, activation_id, timeout=60)
+        events = client.get(f"/activations/{activation_id}/events").json()["items"]
+    assert final["status"] == "rolled_back", final
+    statuses = [e["data"]["status"] for e in events if e["type"] == "status"]
+    assert "succeeded" not in statuses, statuses
+    assert statuses[-2:] == ["rolling_back", "rolled_back"], statuses
+    assert nothing_left(emulator, activation_id)
