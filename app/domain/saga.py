@@ -124,7 +124,8 @@ class SagaRunner:
         boundary). The activation stays in memory for the whole run, updated as steps finish:
         while we hold the lease nobody else changes it, except for a rollback request, which
         every fenced write reports back."""
-        run = _ForwardRun(lease=lease, activation=activation, started=set(started))
+        run = _ForwardRun(lease=lease, activation=activation)
+        self._mark_started(run, started)  # by begin_run, for a new activation
         if not started and activation.rollback_requested_at is None and not self._stopping.is_set():
             # A run that carries on an earlier one starts whatever is ready now.
             ready = self._ready(run, finished=None)
@@ -132,7 +133,8 @@ class SagaRunner:
                 async with lease.writes:
                     written = await self._write_locked(lease, start=ready)
                     run.observe(written, finished_at=None)
-                    started = dict(self._mark_started(run, written))
+                    self._mark_started(run, written.started)
+                    started = written.started
         if started:
             try:
                 async with asyncio.TaskGroup() as group:  # a LeaseLost in one branch cancels the other
@@ -172,14 +174,13 @@ class SagaRunner:
             if step.name not in done and step.name not in run.started and all(d in done for d in step.depends_on)
         ]
 
-    def _mark_started(self, run: _ForwardRun, written: StepWrite) -> list[tuple[str, int]]:
-        started = []
-        for name, attempt in written.started.items():
+    @staticmethod
+    def _mark_started(run: _ForwardRun, started: dict[str, int]) -> None:
+        """Mirror in memory the steps a write started, with their attempt numbers."""
+        for name, attempt in started.items():
             run.started.add(name)
             state = run.activation.steps[name]
             state.status, state.attempts = StepStatus.RUNNING, attempt  # _fail reads attempts
-            started.append((name, attempt))
-        return started
 
     async def _run_step(self, run: _ForwardRun, step: SagaStep, attempt: int) -> None:
         # Each step runs in a task of its own (TaskGroup copies the context), so this binding
@@ -192,8 +193,8 @@ class SagaRunner:
                 with retry:
                     if retry.retry_state.attempt_number > 1:  # the first start came with the last write
                         written = await self._write(lease, start=[step.name], start_unless_rollback=False)
+                        self._mark_started(run, written.started)
                         attempt = written.started[step.name]
-                        activation.steps[step.name].attempts = attempt
                     result = await self._attempt(run, step, attempt)
         except StepFailed as exc:
             self._observer.step_finished(step.name, StepStatus.FAILED.value, time.monotonic() - started)
@@ -207,10 +208,10 @@ class SagaRunner:
         next_steps = await self._record_success(run, step, result)
         log.info("step succeeded", activation_id=str(activation.id), step=step.name, resource_id=result.resource_id)
         assert run.group is not None
-        for name, next_attempt in next_steps:
+        for name, next_attempt in next_steps.items():
             run.group.create_task(self._run_step(run, self._by_name[name], next_attempt))
 
-    async def _record_success(self, run: _ForwardRun, step: SagaStep, result: StepResult) -> list[tuple[str, int]]:
+    async def _record_success(self, run: _ForwardRun, step: SagaStep, result: StepResult) -> dict[str, int]:
         """Record the step's success, starting in the same write the steps it made ready (and, for
         the last step, ending the run); returns the steps started, with their attempt numbers."""
         lease, activation = run.lease, run.activation
@@ -247,7 +248,8 @@ class SagaRunner:
                 setattr(activation, column, value)
             run.observe(written, finished_at=finished_at)
             run.completed = written.completed
-            return self._mark_started(run, written)
+            self._mark_started(run, written.started)
+            return written.started
 
     async def _attempt(self, run: _ForwardRun, step: SagaStep, attempt: int) -> StepResult:
         lease, activation = run.lease, run.activation

@@ -25,7 +25,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from app.domain.lifecycle import ActivationStatus, StepStatus, check_transition
+from app.domain.lifecycle import ActivationStatus, check_transition
 from app.domain.model import Activation, Lease, LeaseLost
 
 from .snapshot import LOAD_ACTIVATION, STEP_ROWS, activation_from_row
@@ -160,21 +160,16 @@ class SagaStore:
 
     # ------------------------------------------------------------------ the saga's reads and writes
     async def begin_run(self, lease: Lease, *, first_steps: Sequence[str]) -> tuple[Activation, dict[str, int]]:
-        """The activation, loaded under the lease. A pending one becomes running (or rolling_back),
-        and if running, ``first_steps`` start: returned with their attempt numbers, and shown as
-        started in the activation."""
+        """The activation, loaded under the lease (as it was before this statement). A pending one
+        becomes running (or rolling_back), and if running, ``first_steps`` start: returned with
+        their attempt numbers."""
         check_transition(ActivationStatus.PENDING, ActivationStatus.RUNNING)
         check_transition(ActivationStatus.PENDING, ActivationStatus.ROLLING_BACK)
         params = {"id": lease.activation_id, "epoch": lease.epoch, "start": _names(first_steps)}
         row = await self._db.fetchone(_BEGIN_RUN, params)
         if row is None:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
-        activation = activation_from_row(row)
-        started: dict[str, int] = row["started"] or {}
-        for name, attempts in started.items():
-            state = activation.steps[name]
-            state.status, state.attempts = StepStatus.RUNNING, attempts
-        return activation, started
+        return activation_from_row(row), row["started"] or {}
 
     async def load(self, lease: Lease) -> Activation:
         row = await self._db.fetchone(LOAD_ACTIVATION, {"id": lease.activation_id})
