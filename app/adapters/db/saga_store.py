@@ -73,6 +73,11 @@ UPDATE activations
 """
 
 
+# Starting a step (attempts counts forward attempts; started_at keeps the first one's time).
+_START_STEP = (
+    "status = 'running', attempts = s.attempts + 1, started_at = coalesce(s.started_at, now()), finished_at = NULL"
+)
+
 # Load the activation under the lease, and start its run: a pending activation becomes running
 # (rolling_back if a rollback was requested before it started; its credentials are then erased)
 # and its first steps start. Exactly one of `moved` and `fence` matches (both see the same
@@ -95,7 +100,7 @@ WITH moved AS (
     SELECT id, 'status', NULL, jsonb_build_object('status', status, 'from', 'pending') FROM moved
 ), started AS (
     UPDATE activation_steps AS s
-       SET status = 'running', attempts = s.attempts + 1, started_at = now()
+       SET {_START_STEP}
       FROM moved
      WHERE moved.status = 'running' AND s.activation_id = moved.id AND s.name = ANY(string_to_array(%(start)s, ','))
  RETURNING s.name, s.attempts
@@ -107,15 +112,20 @@ SELECT a.*, coalesce((SELECT status FROM moved), a.status) AS current_status, ({
 """
 
 
-# Buffered upstream-call rows and the write's own events, inserted in `ord` order (ids follow it,
-# so the timeline keeps the order in which the calls finished).
-_INSERT_EVENTS = """
+def _insert_events(source: str, more_rows: str = "") -> str:
+    """The CTE inserting the ``%(events)s`` rows (buffered upstream calls, then the write's own
+    events) for the activation of CTE ``source``, plus ``more_rows`` (a UNION ALL of further
+    (id, ord, type, step, data) rows). Inserted in `ord` order: ids follow it, so the timeline
+    keeps the order in which the calls finished."""
+    return f"""
 , new_events AS (
     INSERT INTO activation_events (activation_id, type, step, data)
-    SELECT {source}.id, e.type, e.step, e.data
-      FROM {source}, jsonb_to_recordset(%(events)s) AS e(ord int, type text, step text, data jsonb)
-     ORDER BY e.ord
+    SELECT id, type, step, data FROM (
+        SELECT {source}.id, e.ord, e.type, e.step, e.data
+          FROM {source}, jsonb_to_recordset(%(events)s) AS e(ord int, type text, step text, data jsonb){more_rows}
+    ) AS new_rows ORDER BY ord
 )"""
+
 
 _ACTIVATION_COLUMNS = frozenset(activations.c.keys())
 _STEP_TABLE_COLUMNS = frozenset(activation_steps.c.keys())
@@ -272,8 +282,7 @@ _SUCCEEDED_SETS = {
 }
 _SUCCEEDED_EVENT = """
         UNION ALL
-        SELECT fence.id, 2147483647, 'status', NULL,
-               jsonb_build_object('status', 'succeeded', 'from', 'running')
+        SELECT fence.id, 2147483647, 'status', NULL, jsonb_build_object('status', 'succeeded', 'from', 'running')
           FROM fence WHERE fence.status = 'succeeded'"""
 
 
@@ -313,11 +322,10 @@ def _step_write_sql(
             )
     if starts:
         parts.append(
-            """
+            f"""
 , started AS (
     UPDATE activation_steps AS s
-       SET status = 'running', attempts = s.attempts + 1, started_at = coalesce(s.started_at, now()),
-           finished_at = NULL
+       SET {_START_STEP}
       FROM fence
      WHERE s.activation_id = fence.id AND s.name = ANY(string_to_array(%(start)s, ','))
        AND NOT (%(unless_rollback)s AND fence.rollback_requested_at IS NOT NULL)
@@ -325,16 +333,7 @@ def _step_write_sql(
 )"""
         )
     if with_events or completes:
-        rows = "FROM fence, jsonb_to_recordset(%(events)s) AS e(ord int, type text, step text, data jsonb)"
-        parts.append(
-            f"""
-, new_events AS (
-    INSERT INTO activation_events (activation_id, type, step, data)
-    SELECT id, type, step, data FROM (
-        SELECT fence.id, e.ord, e.type, e.step, e.data {rows}{_SUCCEEDED_EVENT if completes else ""}
-    ) AS new_rows ORDER BY ord
-)"""
-        )
+        parts.append(_insert_events("fence", _SUCCEEDED_EVENT if completes else ""))
     if completes:
         parts.append(_TERMINAL_EFFECTS.format(source="(SELECT id FROM fence WHERE status = 'succeeded')"))
     started = "(SELECT jsonb_object_agg(name, attempts) FROM started)" if starts else "NULL::jsonb"
@@ -346,7 +345,8 @@ def _step_write_sql(
 
 
 # Reaching a terminal status: retention of the idempotency keys counts from the end of the
-# activation (contract §1: kept ≥ 24 h after it ends), and `Prefer: wait` requests are woken.
+# activation (contract §1: kept ≥ 24 h after it ends), and `Prefer: wait` requests are woken. A
+# SELECT in a CTE runs only if the statement reads it: the final SELECT counts `notified`.
 _TERMINAL_EFFECTS = f"""
 , keys AS (
     UPDATE idempotency_keys SET expires_at = now() + interval '24 hours'
@@ -371,7 +371,7 @@ def _status_sql(terminal: bool, *, keep_error: bool, erase: bool) -> str:
     UPDATE activations SET {", ".join(sets)}
      WHERE id = %(id)s AND lease_epoch = %(epoch)s AND status = %(current)s
  RETURNING id
-){_INSERT_EVENTS.format(source="moved")}"""
+){_insert_events("moved")}"""
     if not terminal:
         return sql + "\nSELECT id FROM moved"
     return (
