@@ -16,6 +16,7 @@ import psycopg
 from sqlalchemy import text
 
 from app.adapters.db.engine import create_engine
+from app.adapters.db.intake import ActivationIntake
 from app.adapters.db.repository import ActivationRepository
 from app.adapters.db.saga_store import CLAIM_SQL, SagaStore
 from app.adapters.db.statements import StatementPool
@@ -137,6 +138,7 @@ async def _time_queries(database_url: str, ids: list[uuid.UUID], rounds: int) ->
     repo = ActivationRepository(engine)
     statements = StatementPool(database_url, size=2)
     store = SagaStore(statements)
+    intake = ActivationIntake(statements)
     timings: dict[str, list[float]] = {"claim": [], "get_status": [], "get": [], "events": []}
     try:
         async with engine.connect() as conn:  # warm the pool and the statement caches
@@ -146,7 +148,8 @@ async def _time_queries(database_url: str, ids: list[uuid.UUID], rounds: int) ->
             calls: tuple[tuple[str, Callable[[], Awaitable[object]]], ...] = (
                 # An empty queue: the claim must find that out from the index, not by scanning history.
                 ("claim", partial(store.claim, owner="bench-probe", limit=10, lease_seconds=30)),
-                ("get_status", partial(repo.get_status, ident)),
+                # The status read that answers `Prefer: wait` (activation and steps, one statement).
+                ("get_status", partial(intake.current, ident)),
                 ("get", partial(repo.get, ident)),
                 ("events", partial(repo.events, ident)),
             )

@@ -33,8 +33,6 @@ _FORWARD_PATH = frozenset({ActivationStatus.PENDING, ActivationStatus.RUNNING})
 class ActivationRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        # Single-statement writes need no BEGIN/COMMIT round trips: the statement is its own transaction.
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # ------------------------------------------------------------------ API side (no lease)
     async def get(self, activation_id: uuid.UUID, *, client_id: str | None = None) -> Activation | None:
@@ -46,13 +44,6 @@ class ActivationRepository:
         if activation is None:
             raise LookupError(f"activation {activation_id} does not exist")
         return activation
-
-    async def get_status(self, activation_id: uuid.UUID) -> ActivationStatus | None:
-        async with self._engine.connect() as conn:
-            value = (
-                await conn.execute(select(activations.c.status).where(activations.c.id == activation_id))
-            ).scalar_one_or_none()
-        return ActivationStatus(value) if value else None
 
     async def list_page(
         self,
