@@ -103,6 +103,16 @@ def profile_base_body(name: str = "Profile store") -> dict[str, Any]:
     return {"name": name, "description": "Profile store base connection", "connectionSpec": spec_ref(PROFILE_STORE)}
 
 
+def profile_source_body(base_connection_id: str, name: str = "source") -> dict[str, Any]:
+    return {
+        "name": name,
+        "baseConnectionId": base_connection_id,
+        "connectionSpec": spec_ref(PROFILE_STORE),
+        "data": {"format": "CSV", "schema": None},
+        "params": {},
+    }
+
+
 def campaign_s3_body(name: str = "Campaign S3") -> dict[str, Any]:
     return {
         "name": name,
@@ -124,16 +134,7 @@ class Chain:
 def create_chain(api: Api) -> Chain:
     """Profile store → Adobe Campaign (S3) flow, the minimal chain of §8.1 steps 2-6."""
     source_base = api.create("connections", profile_base_body())["id"]
-    source = api.create(
-        "sourceConnections",
-        {
-            "name": "source",
-            "baseConnectionId": source_base,
-            "connectionSpec": spec_ref(PROFILE_STORE),
-            "data": {"format": "CSV", "schema": None},
-            "params": {},
-        },
-    )["id"]
+    source = api.create("sourceConnections", profile_source_body(source_base))["id"]
     destination_base = api.create("connections", campaign_s3_body())["id"]
     target = api.create(
         "targetConnections",

@@ -20,7 +20,7 @@ from flowservice_emulator import create_app
 from flowservice_emulator import dispatch as dispatch_module
 from flowservice_emulator.catalog import ADOBE_CAMPAIGN, PROFILE_STORE, UPS_TO_CAMPAIGN
 
-from .conftest import BASE, ORG, campaign_s3_body, profile_base_body, spec_ref
+from .conftest import BASE, ORG, campaign_s3_body, profile_base_body, profile_source_body, spec_ref
 
 Message = dict[str, Any]
 Call = Callable[..., Awaitable[list[Message]]]
@@ -125,18 +125,7 @@ async def _scenario(call: Call) -> list[Any]:
     await post("connections", ["not", "an", "object"])
     await post("connections", {"name": "x", "connectionSpec": {"id": PROFILE_STORE}})
     await post("connections", {"name": "x", "auth": {"specName": "S3"}, "connectionSpec": spec_ref(ADOBE_CAMPAIGN)})
-    source = _json(
-        await post(
-            "sourceConnections",
-            {
-                "name": "source",
-                "baseConnectionId": source_base,
-                "connectionSpec": spec_ref(PROFILE_STORE),
-                "data": {"format": "CSV", "schema": None},
-                "params": {},
-            },
-        )
-    )["id"]
+    source = _json(await post("sourceConnections", profile_source_body(source_base)))["id"]
     target_body = {
         "name": "target",
         "baseConnectionId": destination_base,
