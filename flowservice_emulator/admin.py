@@ -1,10 +1,14 @@
-"""The admin API at ``/_emulator``: faults, latency, token expiry, state, history and reset. No auth."""
+"""The admin API at ``/_emulator``: faults, latency, late commits, token expiry, state, history and reset.
+No auth, but no secret either: resources and the request history are masked."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import json
+import re
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .config import ADMIN_PATH
@@ -12,6 +16,21 @@ from .faults import FaultRule, LatencyRule
 from .flowservice import emulator_state
 
 JsonObject = dict[str, Any]
+# Any JSON value but null, which stands for "no body given".
+JsonValue = JsonObject | list[Any] | str | int | float | bool
+
+# What a server refuses to put in a header value (uvicorn raises on them): controls other than tab.
+_HEADER_FORBIDDEN: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_NO_BODY_STATUSES: Final = frozenset({204, 205})
+
+
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped. The history and the fault rules hold whatever callers
+    and tests sent, lone surrogates included, which the UTF-8 encoding of a plain JSONResponse refuses; and
+    NaN, which ``json.loads`` accepts in a request body, is written back as it came."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=True, separators=(",", ":")).encode("ascii")
 
 
 class LatencyIn(BaseModel):
@@ -29,25 +48,47 @@ class FaultIn(BaseModel):
     method: str = "*"
     path: str = "*"
     bodyContains: str | None = None
-    mode: Literal["error", "commit_then_fail"] = "error"
-    status: int = Field(default=500, ge=400, le=599)
-    retryAfter: int | None = Field(default=None, ge=0)
+    mode: Literal["error", "commit_then_fail", "late_commit"] = "error"
+    status: int = Field(default=500, ge=200, le=599)
+    retryAfter: Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1, max_length=256)] | None = None
     failure: Literal["error", "timeout", "drop"] = "error"
     holdMs: int = Field(default=30000, ge=0)
+    commitAfterMs: int = Field(default=5000, ge=0)
     times: int | None = Field(default=None, ge=1)
     rate: float | None = Field(default=None, ge=0.0, le=1.0)
     seed: int | None = None
-    body: JsonObject | None = None
+    body: JsonValue | None = None
 
     @model_validator(mode="after")
-    def _failure_needs_commit(self) -> FaultIn:
+    def _consistent(self) -> FaultIn:
         if self.mode == "error" and self.failure != "error":
-            raise ValueError("'failure' other than 'error' requires mode 'commit_then_fail'")
+            raise ValueError("'failure' other than 'error' requires mode 'commit_then_fail' or 'late_commit'")
+        if "commitAfterMs" in self.model_fields_set and self.mode != "late_commit":
+            raise ValueError("'commitAfterMs' requires mode 'late_commit'")
+        if isinstance(self.retryAfter, str) and _HEADER_FORBIDDEN.search(self.retryAfter):
+            raise ValueError("'retryAfter' must not contain control characters: no server sends them")
+        self._check_status()
         return self
+
+    def _check_status(self) -> None:
+        """400-599 always. A 2xx only from mode 'error' with a body: a malformed success is the point, and
+        the emulator has no success body of its own to send for an arbitrary status."""
+        if self.status >= 400:
+            return
+        if not (self.status < 300 and self.mode == "error" and self.body is not None):
+            raise ValueError("a status below 400 needs mode 'error', a 2xx status and a 'body'")
+        if self.status in _NO_BODY_STATUSES:
+            raise ValueError(f"a {self.status} answer carries no body")
+
+
+class ContainingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: str = Field(min_length=1)
 
 
 def build_router() -> APIRouter:
-    router = APIRouter(prefix=ADMIN_PATH)
+    router = APIRouter(prefix=ADMIN_PATH, default_response_class=AsciiJSONResponse)
 
     @router.post("/latency", status_code=201)
     async def add_latency(rule: LatencyIn, request: Request) -> JsonObject:
@@ -84,6 +125,7 @@ def build_router() -> APIRouter:
             body_contains=rule.bodyContains,
             retry_after=rule.retryAfter,
             hold_ms=rule.holdMs,
+            commit_after_ms=rule.commitAfterMs,
             times=rule.times,
             rate=rule.rate,
             seed=rule.seed,
@@ -96,6 +138,7 @@ def build_router() -> APIRouter:
     async def list_faults(request: Request) -> JsonObject:
         return {"items": [rule.describe() for rule in emulator_state(request).plan.faults]}
 
+    # Removing rules leaves their pending late commits alone: "Adobe" already has those requests.
     @router.delete("/faults", status_code=204)
     async def clear_faults(request: Request) -> Response:
         emulator_state(request).plan.faults.clear()
@@ -106,6 +149,14 @@ def build_router() -> APIRouter:
         if not emulator_state(request).plan.remove_fault(rule_id):
             raise HTTPException(404, f"no fault rule {rule_id}")
         return Response(status_code=204)
+
+    @router.get("/lateCommits")
+    async def list_late_commits(request: Request) -> JsonObject:
+        return emulator_state(request).late_commits.describe()
+
+    @router.delete("/lateCommits")
+    async def cancel_late_commits(request: Request) -> JsonObject:
+        return {"cancelled": emulator_state(request).late_commits.cancel_all()}
 
     @router.post("/tokens/expire")
     async def expire_tokens(request: Request) -> JsonObject:
@@ -120,6 +171,11 @@ def build_router() -> APIRouter:
     @router.get("/requests")
     async def get_requests(request: Request, since: int = 0) -> JsonObject:
         return {"items": emulator_state(request).history.entries(since)}
+
+    @router.post("/requests/containing")
+    async def requests_containing(query: ContainingIn, request: Request) -> JsonObject:
+        """Which requests carried ``value`` (a secret the caller already knows), though the entries mask it."""
+        return {"seqs": emulator_state(request).history.containing(query.value)}
 
     @router.post("/reset", status_code=204)
     async def reset(request: Request) -> Response:

@@ -740,6 +740,7 @@ class Catalog:
             for spec in self._connection_by_id.values()
             for auth in reversed(spec.get("authSpec", []))  # reversed: the first auth spec of a name wins
         }
+        self._all_secret_params = frozenset[str]().union(*self._secret_params.values())
 
     def connection_specs(self) -> list[JsonObject]:
         return json_copy(self._connection_specs)
@@ -778,3 +779,7 @@ class Catalog:
     def secret_params(self, connection_spec_id: str, spec_name: str) -> frozenset[str]:
         """Names of the auth params flagged ``"format": "password"`` for this spec and auth spec name."""
         return self._secret_params.get((connection_spec_id, spec_name), frozenset())
+
+    def all_secret_params(self) -> frozenset[str]:
+        """Every auth param name that some auth spec of the catalog flags ``"format": "password"``."""
+        return self._all_secret_params

@@ -3,6 +3,11 @@
 Rules match on method and on a glob (``fnmatch``) over the path relative to the Flow Service base path
 (``/flows/*``) or over the absolute path (``/ims/token/v3``); ``*`` matches everything. Matching and
 counting are synchronous so that "the next N calls" is exact under concurrency.
+
+Modes: ``error`` answers the rule's status (and body) and leaves everything untouched; ``commit_then_fail``
+applies the request, then fails its answer (``failure``: an error status, a ``timeout`` held ``holdMs`` then
+500, or a ``drop`` of the connection mid-response); ``late_commit`` fails the answer in the same ways at
+once but applies the request only ``commitAfterMs`` after it arrived (:mod:`.latecommits`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any, Literal
 from .config import BASE_PATH
 
 JsonObject = dict[str, Any]
-FaultMode = Literal["error", "commit_then_fail"]
+FaultMode = Literal["error", "commit_then_fail", "late_commit"]
 FailureKind = Literal["error", "timeout", "drop"]
 
 
@@ -39,14 +44,16 @@ class FaultRule:
     status: int
     failure: FailureKind = "error"
     body_contains: str | None = None
-    retry_after: int | None = None
+    retry_after: int | str | None = None  # a string is sent verbatim (hostile values included)
     hold_ms: int = 30000
+    commit_after_ms: int = 5000  # late_commit: when the held-back request is applied, from its arrival
     times: int | None = None
     rate: float | None = None
     seed: int | None = None
-    body: JsonObject | None = None
+    body: Any = None  # any JSON value but null; None: the emulator's own error body for the status
     remaining: int | None = None
     fired: int = 0
+    committed: int = 0  # late_commit: held-back requests applied so far (whatever their outcome)
     _rng: random.Random = field(default_factory=random.Random, repr=False)
 
     def __post_init__(self) -> None:
@@ -82,12 +89,14 @@ class FaultRule:
             "retryAfter": self.retry_after,
             "failure": self.failure,
             "holdMs": self.hold_ms,
+            "commitAfterMs": self.commit_after_ms,
             "times": self.times,
             "rate": self.rate,
             "seed": self.seed,
             "body": self.body,
             "remaining": self.remaining,
             "fired": self.fired,
+            "committed": self.committed,
         }
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -29,6 +31,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID_HEADER = b"x-request-id"
 
+logger = logging.getLogger(__name__)
+
 
 class EmulatorMiddleware:
     def __init__(self, app: ASGIApp, state: EmulatorState, routes: DirectRoutes | None = None) -> None:
@@ -40,6 +44,7 @@ class EmulatorMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(ADMIN_PATH):
             await self.app(scope, receive, send)
             return
+        received = time.monotonic()
         headers: list[tuple[bytes, bytes]] = list(scope["headers"])
         request_id = _header(headers, REQUEST_ID_HEADER) or str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
@@ -51,24 +56,64 @@ class EmulatorMiddleware:
             await asyncio.sleep(delay)
 
         fault = self.state.plan.fault_for(method, path, body)
-        if fault is not None and fault.mode == "error":
-            response = _fault_response(fault, request_id)
-        else:
+        if fault is None:
             response = await self._call_app(scope, body, request_id)
-            if fault is not None:  # commit_then_fail: the change is made, the caller learns nothing of it
-                committed = response
-                response = _fault_response(fault, request_id) if fault.failure != "drop" else committed
+        elif fault.mode == "commit_then_fail":  # the change is made, the caller learns nothing of it
+            committed = await self._call_app(scope, body, request_id)
+            response = committed if fault.failure == "drop" else _fault_response(fault, request_id)
+        else:  # error, late_commit: nothing is applied now
+            response = _fault_response(fault, request_id)
         response.headers.append((REQUEST_ID_HEADER, request_id.encode("latin-1")))
 
-        dropped = fault is not None and fault.mode == "commit_then_fail" and fault.failure == "drop"
-        self._record(scope, headers, body, None if dropped else response, fault)
+        dropped = fault is not None and fault.failure == "drop"
+        seq = self._record(scope, headers, body, None if dropped else response, fault)
+        if fault is not None and fault.mode == "late_commit":
+            self._schedule_late_commit(fault, scope, headers, body, request_id, seq, received)
 
-        if fault is not None and fault.mode == "commit_then_fail" and fault.failure == "timeout":
+        if fault is not None and fault.failure == "timeout":
             await _sleep_unless_disconnected(receive, fault.hold_ms / 1000)
         if dropped:
             await _send_truncated(send, response)
         else:
             await _send(send, response)
+
+    def _schedule_late_commit(
+        self,
+        fault: FaultRule,
+        scope: Scope,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        request_id: str,
+        seq: int,
+        received: float,
+    ) -> None:
+        """Apply the request ``commitAfterMs`` after it arrived, through the same path as any request, whatever
+        became of the caller's connection by then; the outcome is recorded as its own history entry."""
+        # Our own copy: the server is done with the original scope once the caller is answered.
+        late_scope: Scope = {**scope, "state": dict(scope.get("state", {}))}
+
+        async def apply() -> None:
+            response = await self._call_app_or_500(late_scope, body, request_id)
+            response.headers.append((REQUEST_ID_HEADER, request_id.encode("latin-1")))
+            fault.committed += 1
+            self._record(late_scope, headers, body, response, fault, late_commit_of=seq)
+
+        self.state.late_commits.schedule(
+            seq=seq,
+            fault=fault.id,
+            method=scope["method"],
+            path=scope["path"],
+            delay=max(0.0, received + fault.commit_after_ms / 1000 - time.monotonic()),
+            apply=apply,
+        )
+
+    async def _call_app_or_500(self, scope: Scope, body: bytes, request_id: str) -> CapturedResponse:
+        """``_call_app`` for a background task: no server is there to turn an exception into a 500."""
+        try:
+            return await self._call_app(scope, body, request_id)
+        except Exception:
+            logger.exception("late commit of %s %s failed", scope["method"], scope["path"])
+            return _json_response(500, generic_error(500).render(request_id))
 
     async def _call_app(self, scope: Scope, body: bytes, request_id: str) -> CapturedResponse:
         if self.routes is not None:
@@ -102,12 +147,13 @@ class EmulatorMiddleware:
         body: bytes,
         response: CapturedResponse | None,
         fault: FaultRule | None,
-    ) -> None:
+        late_commit_of: int | None = None,
+    ) -> int:
         path: str = scope["path"]
         sandbox = None
         if path.startswith(BASE_PATH):
             sandbox = (_header(headers, b"x-sandbox-name") or "").strip() or DEFAULT_SANDBOX
-        self.state.history.record(
+        return self.state.history.record(
             method=scope["method"],
             path=path,
             query=scope.get("query_string", b"").decode("latin-1"),
@@ -118,22 +164,37 @@ class EmulatorMiddleware:
             response_body=response.body if response else None,
             fault=fault.id if fault else None,
             sandbox=sandbox,
+            late_commit_of=late_commit_of,
         )
 
 
 def _fault_response(fault: FaultRule, request_id: str) -> CapturedResponse:
-    if fault.body is not None:
-        error = ApiError(fault.status, fault.body)
-    elif fault.mode == "commit_then_fail" and fault.failure == "timeout":
-        error = generic_error(500)  # what a client sees when the gateway gives up on a hung backend
+    # A "timeout" answers what a client sees when Adobe's gateway gives up on a hung backend.
+    status = 500 if fault.failure == "timeout" else fault.status
+    payload: Any
+    if isinstance(fault.body, dict):
+        payload = ApiError(status, fault.body).render(request_id)
+    elif fault.body is not None:
+        payload = fault.body  # a list or a scalar: a nonsense answer, sent as it is
     else:
-        error = generic_error(fault.status)
-    payload = json.dumps(error.render(request_id)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        payload = generic_error(status).render(request_id)
+    response = _json_response(status, payload)
     if fault.retry_after is not None:
-        headers.append((b"retry-after", str(fault.retry_after).encode()))
-    status = 500 if fault.failure == "timeout" and fault.mode == "commit_then_fail" else fault.status
-    return CapturedResponse(status, headers, payload)
+        response.headers.append((b"retry-after", _header_value(fault.retry_after)))
+    return response
+
+
+def _json_response(status: int, payload: Any) -> CapturedResponse:
+    # json.dumps escapes every non-ASCII character: lone surrogates and NULs given in a rule's body are
+    # sent as \ud800 and \u0000 instead of failing to encode.
+    body = json.dumps(payload).encode("ascii")
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    return CapturedResponse(status, headers, body)
+
+
+def _header_value(value: int | str) -> bytes:
+    """A header value verbatim: a string's UTF-8 bytes (``"¹"`` is sent as 0xC2 0xB9), an integer's digits."""
+    return str(value).encode("utf-8")
 
 
 async def _read_body(receive: Receive) -> bytes:

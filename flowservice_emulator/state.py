@@ -9,6 +9,8 @@ from .catalog import Catalog
 from .config import EmulatorConfig
 from .faults import FaultPlan
 from .history import RequestHistory
+from .latecommits import LateCommits
+from .masking import history_secret_names
 from .resources import ResourceService
 from .store import ResourceStore
 
@@ -20,14 +22,17 @@ class EmulatorState:
     store: ResourceStore = field(default_factory=ResourceStore)
     tokens: TokenRegistry = field(default_factory=TokenRegistry)
     plan: FaultPlan = field(default_factory=FaultPlan)
+    late_commits: LateCommits = field(default_factory=LateCommits)
     history: RequestHistory = field(init=False)
     service: ResourceService = field(init=False)
 
     def __post_init__(self) -> None:
-        self.history = RequestHistory(self.config.history_limit)
+        self.history = RequestHistory(self.config.history_limit, lambda: history_secret_names(self.catalog))
         self.service = ResourceService(self.catalog, self.store)
 
     def reset(self) -> None:
+        # First: a late commit must not land in the emptied store. Must run on the serving event loop.
+        self.late_commits.reset()
         self.store.clear()
         self.tokens.clear()
         self.plan.clear()
