@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
-
-from app.adapters.flowservice import FlowServiceClient
+from typing import Any, Protocol
 
 from .errors import StepFailed
 
@@ -57,6 +55,13 @@ class ResolvedDestination:
         )
 
 
+class SpecSource(Protocol):
+    """Where the specs are listed from: the saga passes its LeasedFlowService, so that these requests
+    are guarded by the lease like every other (a FlowServiceClient fits too, unguarded)."""
+
+    async def list_all(self, collection: str, *, sandbox: str) -> list[dict[str, Any]]: ...
+
+
 class _Cached:
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
@@ -77,7 +82,7 @@ class DestinationCatalog:
         self.fetches = 0
 
     async def resolve(
-        self, client: FlowServiceClient, *, destination: str, storage_kind: str, sandbox: str
+        self, client: SpecSource, *, destination: str, storage_kind: str, sandbox: str
     ) -> ResolvedDestination:
         connection_specs = await self._get(self._connection_specs, client, "connectionSpecs", sandbox)
         wanted = destination.strip().casefold()
@@ -132,13 +137,13 @@ class DestinationCatalog:
             target_mode=mode,
         )
 
-    async def _get(
-        self, cache: _Cached, client: FlowServiceClient, collection: str, sandbox: str
-    ) -> list[dict[str, Any]]:
+    async def _get(self, cache: _Cached, client: SpecSource, collection: str, sandbox: str) -> list[dict[str, Any]]:
         value = cache.fresh()
         if value is not None:
             return value
-        async with cache.lock:  # one fetch for any number of concurrent resolutions
+        # One fetch for any number of concurrent resolutions. It runs under the guard of the run that
+        # holds the lock: if that run's lease is lost, the fetch fails and the next waiter fetches.
+        async with cache.lock:
             value = cache.fresh()
             if value is None:
                 value = await client.list_all(collection, sandbox=sandbox)

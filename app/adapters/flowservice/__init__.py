@@ -1,6 +1,6 @@
 """Adobe Flow Service and IMS: an owned, pooled httpx client with typed errors."""
 
-from .client import Created, FlowServiceClient, ResourceKind
+from .client import Created, FlowServiceClient, Guard, ResourceKind
 from .errors import FlowServiceError, UpstreamUnavailable
 from .ims import TokenProvider
 from .observe import UpstreamCall, call_context, call_events
@@ -9,6 +9,7 @@ __all__ = [
     "Created",
     "FlowServiceClient",
     "FlowServiceError",
+    "Guard",
     "ResourceKind",
     "TokenProvider",
     "UpstreamCall",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ssl
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -20,7 +20,11 @@ from .errors import FlowServiceError, UpstreamUnavailable
 from .ims import TokenProvider
 from .observe import CallObserver, UpstreamCall, call_context
 from .redact import sensitive_values
-from .transport import AiohttpTransport
+from .transport import BEFORE_SEND, AiohttpTransport
+
+# Raises when the caller may no longer send (the saga's lease expired): checked right before each
+# request leaves the process, and what it raises comes out of the call unchanged.
+Guard = Callable[[], None]
 
 
 class ResourceKind(StrEnum):
@@ -39,7 +43,11 @@ class Created:
 class FlowServiceClient:
     """Calls go straight to the transport (the connection pool it shares with the IMS client):
     httpx.AsyncClient's cookie jar, auth and redirect machinery cost a third of each call's CPU,
-    and these calls need none of it. Requests and responses are still httpx's."""
+    and these calls need none of it. Requests and responses are still httpx's.
+
+    Every method takes an optional ``guard``: it is called before each request of the call is sent
+    (a 401's resend too, after a token refresh that may take long) and, by AiohttpTransport, again
+    once the request has a connection (after any wait for the pool), before a byte is written."""
 
     def __init__(
         self,
@@ -62,14 +70,19 @@ class FlowServiceClient:
 
     # --- catalog -----------------------------------------------------------------------------
     async def list_all(
-        self, collection: str, *, sandbox: str, params: Mapping[str, str] | None = None
+        self,
+        collection: str,
+        *,
+        sandbox: str,
+        params: Mapping[str, str] | None = None,
+        guard: Guard | None = None,
     ) -> list[dict[str, Any]]:
         """Every item of a list endpoint, following ``_links.next`` / continuation tokens."""
         items: list[dict[str, Any]] = []
         query: dict[str, str] = dict(params or {})
         path = f"/{collection}"
         for _ in range(1000):  # a hard stop in case the upstream keeps handing out tokens
-            body = await self._call("GET", path, sandbox=sandbox, endpoint=path, params=query)
+            body = await self._call("GET", path, sandbox=sandbox, endpoint=path, params=query, guard=guard)
             items.extend(body.get("items", []))
             token = _continuation_token(body)
             if not token:
@@ -78,14 +91,18 @@ class FlowServiceClient:
         return items
 
     # --- resources -----------------------------------------------------------------------------
-    async def create(self, kind: ResourceKind, body: dict[str, Any], *, sandbox: str) -> Created:
+    async def create(
+        self, kind: ResourceKind, body: dict[str, Any], *, sandbox: str, guard: Guard | None = None
+    ) -> Created:
         path = f"/{kind.value}"
-        data = await self._call("POST", path, sandbox=sandbox, endpoint=path, json=body)
+        data = await self._call("POST", path, sandbox=sandbox, endpoint=path, json=body, guard=guard)
         return Created(id=str(data["id"]), etag=data.get("etag"))
 
-    async def get(self, kind: ResourceKind, resource_id: str, *, sandbox: str) -> dict[str, Any]:
+    async def get(
+        self, kind: ResourceKind, resource_id: str, *, sandbox: str, guard: Guard | None = None
+    ) -> dict[str, Any]:
         data = await self._call(
-            "GET", f"/{kind.value}/{resource_id}", sandbox=sandbox, endpoint=f"/{kind.value}/{{id}}"
+            "GET", f"/{kind.value}/{resource_id}", sandbox=sandbox, endpoint=f"/{kind.value}/{{id}}", guard=guard
         )
         items = data.get("items") or []
         if not items:
@@ -100,17 +117,32 @@ class FlowServiceClient:
         item: dict[str, Any] = items[0]
         return item
 
-    async def find_by_name(self, kind: ResourceKind, name: str, *, sandbox: str) -> dict[str, Any] | None:
+    async def find_by_name(
+        self, kind: ResourceKind, name: str, *, sandbox: str, guard: Guard | None = None
+    ) -> dict[str, Any] | None:
         """The resource an earlier, unanswered create may have made (names are unique per activation)."""
-        path = f"/{kind.value}"
-        data = await self._call(
-            "GET", path, sandbox=sandbox, endpoint=path, params={"property": f"name=={name}", "limit": "10"}
-        )
-        matches = [item for item in data.get("items", []) if item.get("name") == name]
+        matches = await self.find_all_by_name(kind, name, sandbox=sandbox, guard=guard)
         return matches[0] if matches else None
 
+    async def find_all_by_name(
+        self, kind: ResourceKind, name: str, *, sandbox: str, guard: Guard | None = None
+    ) -> list[dict[str, Any]]:
+        """Every resource of ``kind`` named ``name``, through all pages: also the duplicates a create
+        that committed late may have left behind. The filter only narrows the listing (a comma in its
+        value means "or"), so equality is checked here."""
+        params = {"property": f"name=={name}", "limit": "100"}
+        items = await self.list_all(kind.value, sandbox=sandbox, params=params, guard=guard)
+        return [item for item in items if item.get("name") == name]
+
     async def patch(
-        self, kind: ResourceKind, resource_id: str, operations: list[dict[str, Any]], *, etag: str, sandbox: str
+        self,
+        kind: ResourceKind,
+        resource_id: str,
+        operations: list[dict[str, Any]],
+        *,
+        etag: str,
+        sandbox: str,
+        guard: Guard | None = None,
     ) -> str | None:
         """JSON Patch guarded by the etag, sent exactly as received (with its quotes).
 
@@ -123,15 +155,20 @@ class FlowServiceClient:
             endpoint=f"/{kind.value}/{{id}}",
             json=operations,
             headers={"If-Match": etag},
+            guard=guard,
         )
         etag_value = data.get("etag")
         return str(etag_value) if etag_value else None
 
-    async def delete(self, kind: ResourceKind, resource_id: str, *, sandbox: str) -> bool:
+    async def delete(self, kind: ResourceKind, resource_id: str, *, sandbox: str, guard: Guard | None = None) -> bool:
         """Delete; False when it was already gone (404 counts as done)."""
         try:
             await self._call(
-                "DELETE", f"/{kind.value}/{resource_id}", sandbox=sandbox, endpoint=f"/{kind.value}/{{id}}"
+                "DELETE",
+                f"/{kind.value}/{resource_id}",
+                sandbox=sandbox,
+                endpoint=f"/{kind.value}/{{id}}",
+                guard=guard,
             )
         except FlowServiceError as exc:
             if exc.status == 404:
@@ -150,6 +187,7 @@ class FlowServiceClient:
         params: Mapping[str, str] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        guard: Guard | None = None,
     ) -> dict[str, Any]:
         """One logical call; a 401 triggers exactly one token refresh and one retry."""
         for refreshed in (False, True):
@@ -175,8 +213,13 @@ class FlowServiceClient:
                     params=params,
                     json=json,
                     headers=all_headers,
-                    extensions=self._extensions,
+                    extensions=self._extensions,  # copied by httpx: ours to add to
                 )
+                if guard is not None:
+                    # Checked here, after the token (a refresh may have taken long), and again by the
+                    # transport once it has a connection (the pool may make us wait).
+                    request.extensions[BEFORE_SEND] = guard
+                    guard()
                 response = await self._transport.handle_async_request(request)
                 await response.aread()
             except httpx.TransportError as exc:
