@@ -1,4 +1,5 @@
-"""`activation-gateway`: serve, worker, migrate, emulator, demo, openapi, create-api-key."""
+"""`activation-gateway`: serve, worker, migrate, emulator, demo, openapi, stop-compensation-retries,
+create-api-key."""
 
 from __future__ import annotations
 
@@ -175,6 +176,36 @@ def _openapi(args: argparse.Namespace) -> None:
         Path(args.output).write_text(document)
 
 
+def _stop_compensation_retries(args: argparse.Namespace) -> None:
+    """An operator gives up on an orphan (e.g. deleted by hand in Adobe's UI): the activation stays
+    rollback_failed, its orphans listed, and the gateway stops retrying the deletes."""
+    import uuid
+
+    from app.adapters.db.engine import create_engine
+    from app.adapters.db.repository import ActivationRepository
+
+    settings = Settings()
+    if not settings.database_url:
+        raise ConfigurationError("DATABASE_URL is required")
+    try:
+        activation_id = uuid.UUID(args.activation_id)
+    except ValueError:
+        raise ConfigurationError(f"not an activation id: {args.activation_id!r}") from None
+
+    async def stop() -> bool:
+        engine = create_engine(settings.database_url or "", pool_size=1)
+        try:
+            return await ActivationRepository(engine).stop_compensation_retries(activation_id)
+        finally:
+            await engine.dispose()
+
+    if asyncio.run(stop()):
+        print(f"automatic compensation retries of {activation_id} stopped")
+    else:
+        print(f"{activation_id} is not rollback_failed with retries scheduled: nothing changed", file=sys.stderr)
+        raise SystemExit(1)
+
+
 def _create_api_key(args: argparse.Namespace) -> None:
     key = secrets.token_urlsafe(32)
     digest = hashlib.sha256(key.encode()).hexdigest()
@@ -219,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     openapi = commands.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--output", default="openapi/openapi.json")
     openapi.set_defaults(handler=_openapi)
+
+    stop_retries = commands.add_parser(
+        "stop-compensation-retries", help="stop the automatic retries of a failed compensation (rollback_failed)"
+    )
+    stop_retries.add_argument("activation_id")
+    stop_retries.set_defaults(handler=_stop_compensation_retries)
 
     api_key = commands.add_parser("create-api-key", help="make a caller API key; prints it once")
     api_key.add_argument("client", help="client id, e.g. campaign-app")

@@ -82,6 +82,22 @@ class Metrics:
             ["step", "reason"],
             registry=self.registry,
         )
+        self.duplicates_removed = Counter(
+            "gateway_upstream_duplicates_removed_total",
+            "Copies of created resources that a late commit left upstream, found and deleted",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.compensation_retries = Counter(
+            "gateway_compensation_retries_total",
+            "Automatic retries of failed compensations (rollback_failed) started",
+            registry=self.registry,
+        )
+        self.run_crashes = Counter(
+            "gateway_run_crashes_total",
+            "Activation runs that ended in an unexpected exception",
+            registry=self.registry,
+        )
         # Read from the database at scrape time (see refresh_queue), so every process reports the
         # same database-wide values: aggregate them with max(), not sum().
         self.activations = Gauge(
@@ -131,6 +147,15 @@ class Metrics:
     def activation_finished(self, status: str, seconds: float) -> None:
         self.activations_finished.labels(status).inc()
         self.activation_duration.labels(status).observe(seconds)
+
+    def duplicate_removed(self, kind: str) -> None:
+        self.duplicates_removed.labels(kind).inc()
+
+    def compensation_retried(self) -> None:
+        self.compensation_retries.inc()
+
+    def run_crashed(self) -> None:
+        self.run_crashes.inc()
 
     def observe_upstream(self, call: UpstreamCall) -> None:
         status = str(call.status) if call.status is not None else "network_error"

@@ -9,6 +9,7 @@ import socket
 import ssl
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from app.adapters.flowservice.client import build_http_client, build_transport, 
 from app.api.auth import ApiKeyRegistry
 from app.domain.catalog import DestinationCatalog
 from app.domain.retry import RetryPolicy
-from app.domain.saga import SagaRunner
+from app.domain.saga import CompensationRetries, SagaRunner
 from app.domain.worker import Worker
 from app.metrics import Metrics
 from app.settings import Settings
@@ -171,7 +172,9 @@ class Runtime:
             self.deployment.database_url, size=settings.database_pool_size, name="worker"
         )
         self.intake = ActivationIntake(self.api_statements)
-        self.saga_store = SagaStore(self.worker_statements)
+        self.saga_store = SagaStore(
+            self.worker_statements, key_retention_hours=settings.idempotency_key_retention_hours
+        )
         # Answers `Prefer: wait` as soon as the worker reports the activation terminal.
         self.terminal_watcher = TerminalWatcher(self.deployment.database_url)
         verify = adobe_tls(settings)
@@ -215,6 +218,12 @@ class Runtime:
             ),
             auto_compensate=settings.auto_compensate,
             observer=self.metrics,
+            late_commit_window=timedelta(seconds=settings.late_commit_window_seconds),
+            crash_limit=settings.run_crash_limit,
+            compensation_retries=CompensationRetries(
+                base_seconds=settings.compensation_retry_base_seconds,
+                max_seconds=settings.compensation_retry_max_seconds,
+            ),
         )
         self.worker: Worker | None = None
         if self.deployment.run_worker and settings.worker_enabled:

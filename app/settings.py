@@ -6,8 +6,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.domain.sftp_hosts import HostAllowList
 
 DEFAULT_ADOBE_SCOPES = "openid,session,AdobeID,read_organizations,additional_info.projectedProductContext"
 
@@ -40,6 +42,13 @@ class Settings(BaseSettings):
     upstream_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     upstream_timeout_seconds: float = Field(default=15.0, gt=0)
     spec_cache_ttl_seconds: float = Field(default=300.0, ge=0)
+    sftp_allowed_hosts: str = Field(
+        default="",
+        description=(
+            "Comma-separated SFTP hosts (names, IP addresses, CIDR ranges) accepted although they are"
+            " loopback, link-local, private or special-purpose; empty refuses all of those."
+        ),
+    )
 
     # --- callers and secrets -------------------------------------------------------------------
     api_keys: SecretStr | None = Field(default=None, description="Comma-separated client:sha256hex.")
@@ -59,6 +68,20 @@ class Settings(BaseSettings):
     retry_after_max_seconds: float = Field(default=60.0, ge=0)
     auto_compensate: bool = True
     idempotency_key_retention_hours: float = Field(default=24.0, ge=24.0)
+    late_commit_window_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long after an unanswered create Adobe may still commit it (the duplicate sweeps wait).",
+    )
+    run_crash_limit: int = Field(
+        default=5, ge=1, le=100, description="Runs ending in an unexpected exception before an activation fails."
+    )
+    compensation_retry_base_seconds: float = Field(
+        default=60.0, gt=0, description="First delay of the automatic retries of a failed compensation."
+    )
+    compensation_retry_max_seconds: float = Field(
+        default=21600.0, gt=0, description="Longest delay between automatic retries of a failed compensation."
+    )
 
     # --- process lifecycle ---------------------------------------------------------------------
     shutdown_delay_seconds: float = Field(
@@ -81,6 +104,16 @@ class Settings(BaseSettings):
     @property
     def development(self) -> bool:
         return self.dev_mode if self.dev_mode is not None else self.database_url is None
+
+    @field_validator("sftp_allowed_hosts")
+    @classmethod
+    def _sftp_allowed_hosts(cls, value: str) -> str:
+        HostAllowList.parse(value)  # a bad entry stops the process at startup, not a request later
+        return value
+
+    @cached_property
+    def sftp_host_allow_list(self) -> HostAllowList:
+        return HostAllowList.parse(self.sftp_allowed_hosts)
 
     @property
     def uses_emulator(self) -> bool:

@@ -86,6 +86,9 @@ def gateway_env(database_url: str, emulator: EmulatorServer, **overrides: str) -
         "RETRY_MAX_DELAY_SECONDS": "0.5",
         "RETRY_AFTER_MAX_SECONDS": "2",
         "LEASE_SECONDS": "4",
+        # Creates that were retried wait this long before the duplicate sweeps (the emulator's
+        # commit_then_fail commits at once; the late-commit tests set their own window).
+        "LATE_COMMIT_WINDOW_SECONDS": "0.5",
         "WORKER_POLL_INTERVAL_SECONDS": "0.2",
         "UPSTREAM_TIMEOUT_SECONDS": "3",
         "LOG_LEVEL": "DEBUG",

@@ -18,12 +18,13 @@ from app.adapters.db.intake import NewActivation
 from app.adapters.db.repository import decode_cursor
 from app.domain.lifecycle import ActivationStatus
 from app.domain.model import Activation
+from app.domain.sftp_hosts import sftp_host_refusal
 from app.domain.steps import STEP_NAMES
 
 from .auth import current_client
 from .idempotency import canonical_json, parse_idempotency_key, parse_prefer_wait
 from .problems import FieldError, ProblemError, problem_responses, validation_problem
-from .schemas import TAGGED_UNIONS, ActivationList, ActivationOut, ActivationRequest, EventList, S3Storage
+from .schemas import TAGGED_UNIONS, ActivationList, ActivationOut, ActivationRequest, EventList, S3Storage, SftpStorage
 from .views import activation_view, event_view
 
 if TYPE_CHECKING:
@@ -61,8 +62,10 @@ async def _read_json_body(request: Request) -> Any:
         raise ProblemError(
             415, "unsupported-media-type", "Unsupported media type", "the request body must be application/json"
         )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    declared = request.headers.get("content-length", "")
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses. float() reads any number of
+    # digits (int() stops at 4300). The HTTP server normally refuses a malformed Content-Length first.
+    if declared.isascii() and declared.isdigit() and float(declared) > MAX_BODY_BYTES:
         raise ProblemError(413, "payload-too-large", "Payload too large", "the body is larger than 64 KiB")
     chunks: list[bytes] = []
     size = 0
@@ -141,7 +144,7 @@ def _split_storage(request_body: ActivationRequest) -> tuple[dict[str, Any], dic
     responses={
         200: {"model": ActivationOut, "description": "Terminal status reached within `Prefer: wait`."},
         202: {"model": ActivationOut, "description": "Accepted; poll the `Location`."},
-        **problem_responses(400, 401, 409, 413, 415, 422),
+        **problem_responses(400, 401, 409, 413, 415, 422, 503),
     },
     openapi_extra={
         "requestBody": {
@@ -167,13 +170,17 @@ async def create_activation(
     except ValidationError as exc:
         raise validation_problem(exc, tagged_unions=TAGGED_UNIONS) from None
     sandbox = body.sandbox or runtime.settings.adobe_sandbox
+    # The rules that depend on settings, after those of the body alone.
+    refused: list[FieldError] = []
     if sandbox not in runtime.settings.sandboxes:
+        refused.append(FieldError(path="/sandbox", message="sandbox is not on the allow-list"))
+    if isinstance(body.storage, SftpStorage):
+        reason = sftp_host_refusal(body.storage.host, runtime.settings.sftp_host_allow_list)
+        if reason is not None:
+            refused.append(FieldError(path="/storage/host", message=reason))
+    if refused:
         raise ProblemError(
-            422,
-            "validation-error",
-            "Invalid request",
-            "1 field(s) failed validation",
-            errors=[FieldError(path="/sandbox", message="sandbox is not on the allow-list")],
+            422, "validation-error", "Invalid request", f"{len(refused)} field(s) failed validation", errors=refused
         )
     wait = parse_prefer_wait(prefer)
     canonical = canonical_json(document)
@@ -269,7 +276,7 @@ async def _load(request: Request, client: str, activation_id: str) -> Activation
     operation_id="getActivation",
     summary="Get an activation",
     response_model=ActivationOut,
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 503),
 )
 async def get_activation(request: Request, client: Client, activation_id: str) -> Response:
     return _activation_response(await _load(request, client, activation_id), 200)
@@ -280,7 +287,7 @@ async def get_activation(request: Request, client: Client, activation_id: str) -
     operation_id="listActivations",
     summary="List activations, newest first",
     response_model=ActivationList,
-    responses=problem_responses(400, 401, 422),
+    responses=problem_responses(400, 401, 422, 503),
 )
 async def list_activations(
     request: Request,
@@ -329,16 +336,13 @@ async def list_activation_events(request: Request, client: Client, activation_id
     response_model=ActivationOut,
     responses={
         200: {"model": ActivationOut, "description": "Already rolling back or rolled back."},
-        **problem_responses(401, 404),
+        **problem_responses(401, 404, 503),
     },
 )
 async def rollback_activation(request: Request, client: Client, activation_id: str) -> Response:
     repository = _runtime(request).repository
     activation = await _load(request, client, activation_id)
-    if activation.status in (ActivationStatus.ROLLING_BACK, ActivationStatus.ROLLED_BACK):
-        return _activation_response(activation, 200)
-    await repository.request_rollback(activation.id)
-    if activation.status.terminal or activation.status == ActivationStatus.PENDING:
-        await repository.transition_unleased(activation.id, ActivationStatus.ROLLING_BACK, data={"reason": "requested"})
+    requested = await repository.request_rollback(activation.id, client_id=client)
     refreshed = await repository.require(activation.id)
-    return _activation_response(refreshed, 202)
+    # 200: nothing new was asked of the service (it was already rolling back, or done).
+    return _activation_response(refreshed, 200 if requested is None else 202)

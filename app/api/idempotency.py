@@ -11,6 +11,7 @@ from .problems import ProblemError
 
 _VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]{1,255}$")
 _SF_STRING = re.compile(r'^"((?:[\x20-\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$')
+_ASCII_DIGITS = re.compile(r"[0-9]+")  # not \d or str.isdigit(), which take every script's digits
 
 
 def parse_idempotency_key(value: str | None) -> str:
@@ -42,13 +43,24 @@ def canonical_json(document: Any) -> bytes:
 
 
 def parse_prefer_wait(value: str | None, *, maximum: float = 60.0) -> float | None:
-    """RFC 7240 ``Prefer: wait=N`` (other preferences ignored); clamped to the maximum."""
+    """RFC 7240 ``Prefer: wait=N`` (other preferences ignored; the first ``wait`` counts), clamped to
+    the maximum. N must be ASCII digits: ``str.isdigit()`` also takes "²" and "٣", which ``float()``
+    refuses or reads, so a bad value is refused outright rather than guessed at or ignored."""
     if not value:
         return None
     for preference in value.split(","):
         name, _, raw = preference.strip().partition("=")
-        if name.strip().lower() == "wait":
-            raw = raw.split(";")[0].strip().strip('"')
-            if raw.isdigit():
-                return min(float(raw), maximum)
+        if name.strip().lower() != "wait":
+            continue
+        seconds = raw.split(";")[0].strip()
+        if len(seconds) >= 2 and seconds[0] == seconds[-1] == '"':  # RFC 7240 allows a quoted value
+            seconds = seconds[1:-1]
+        if not _ASCII_DIGITS.fullmatch(seconds):
+            raise ProblemError(
+                400,
+                "invalid-prefer",
+                "Invalid Prefer header",
+                f"Prefer: wait must be a whole number of seconds in ASCII digits (at most {maximum:g} is used)",
+            )
+        return min(float(seconds), maximum)
     return None

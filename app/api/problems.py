@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.adapters.db.unavailable import DATABASE_UNAVAILABLE
+
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "urn:activation-gateway:problem:"
 
@@ -127,7 +129,10 @@ _STATUS_SLUGS = {
     415: ("unsupported-media-type", "Unsupported media type"),
     422: ("validation-error", "Invalid request"),
     500: ("internal-error", "Internal server error"),
+    503: ("database-unavailable", "Service unavailable"),  # the only 503 the API answers
 }
+# How soon a caller may retry when the database did not answer (it usually comes back in seconds).
+_DATABASE_RETRY_AFTER_SECONDS = "2"
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -153,19 +158,27 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", path=request.url.path, error_type=type(exc).__name__)
-        problem = Problem(
-            type=PROBLEM_BASE + "internal-error",
-            title="Internal server error",
-            status=500,
-            detail="the service failed to handle the request; it has been logged",
-            instance=request.url.path,
-        )
-        return problem_response(problem)
+        return _server_problem(request, 500, "the service failed to handle the request; it has been logged")
 
+    async def on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # A handler of its own (not the catch-all): the answer is a clean 503 and the caller's
+        # keep-alive connection stays open.
+        log.warning("database unavailable", path=request.url.path, error_type=type(exc).__name__)
+        detail = "the database did not answer; nothing was changed, retry shortly"
+        return _server_problem(request, 503, detail, {"Retry-After": _DATABASE_RETRY_AFTER_SECONDS})
+
+    for database_error in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(database_error, on_database_unavailable)
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+def _server_problem(request: Request, status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    slug, title = _STATUS_SLUGS[status]
+    problem = Problem(type=PROBLEM_BASE + slug, title=title, status=status, detail=detail, instance=request.url.path)
+    return problem_response(problem, headers)
 
 
 # Declared on every operation so generated clients know the error shape.

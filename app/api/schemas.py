@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
@@ -14,14 +13,16 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key, l
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from app.domain.sftp_hosts import parse_sftp_host
+
 SEGMENT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 XDM_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,15}$"
 SANDBOX = r"^[a-z0-9][a-z0-9-]{0,63}$"
 DEFAULT_FILENAME_TEMPLATE = "%DESTINATION_NAME%_%SEGMENT_ID%_%DATETIME(YYYYMMdd_HHmmss)%"
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_HOSTNAME_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+# Used with fullmatch: re's "$" also matches before a trailing newline ("acme-exports\n" passed).
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ASCII digits: \d takes every script's
 # AWS reserves these prefixes and suffixes for access points, S3 Express and S3 Tables buckets.
 _BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
@@ -51,7 +52,7 @@ def field_error(pointer: str, message: str) -> PydanticCustomError:
 
 def _iso_date(value: Any) -> Any:
     # Lax pydantic would also take Unix timestamps and datetimes; the contract says "YYYY-MM-DD".
-    if value is not None and not (isinstance(value, str) and _ISO_DATE.match(value)):
+    if value is not None and not (isinstance(value, str) and _ISO_DATE.fullmatch(value)):
         raise ValueError("must be a date as YYYY-MM-DD")
     return value
 
@@ -83,7 +84,7 @@ class S3Storage(Strict):
     @classmethod
     def _bucket(cls, value: str) -> str:
         # AWS bucket naming rules: lowercase, digits, dots and hyphens; no "..", not an IP address.
-        if not _BUCKET.match(value) or ".." in value or ".-" in value or "-." in value:
+        if not _BUCKET.fullmatch(value) or ".." in value or ".-" in value or "-." in value:
             raise ValueError("is not a valid S3 bucket name")
         if (
             re.fullmatch(r"\d+\.\d+\.\d+\.\d+", value)
@@ -126,19 +127,7 @@ class SftpStorage(Strict):
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:
-        if "://" in value or "/" in value or "@" in value:
-            raise ValueError("must be a hostname or IP address without scheme, user or path")
-        try:
-            ipaddress.ip_address(value.strip("[]"))
-            return value
-        except ValueError:
-            pass
-        labels = value.rstrip(".").split(".")
-        if not all(_HOSTNAME_LABEL.match(label) for label in labels):
-            raise ValueError("is not a valid hostname or IP address")
-        if labels[-1].isdigit():  # "999.1.1.1" or "10.0.0": neither an IP address nor a hostname
-            raise ValueError("is not a valid hostname or IP address")
-        return value
+        return parse_sftp_host(value)
 
     @field_validator("username")
     @classmethod
@@ -194,7 +183,7 @@ class Schedule(Strict):
     triggerType: Literal["AFTER_SEGMENT_EVAL", "SCHEDULED"] = "AFTER_SEGMENT_EVAL"
     startDate: date | None = Field(default=None, description="Default: today (UTC).")
     endDate: date | None = None
-    startTime: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:mm, UTC.")
+    startTime: str | None = Field(default=None, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:mm, UTC.")
 
     @field_validator("startDate", "endDate", mode="before")
     @classmethod
@@ -356,7 +345,14 @@ class ActivationList(BaseModel):
 class EventOut(BaseModel):
     id: int
     occurredAt: datetime
-    type: Literal["status", "step", "upstream", "retry"]
+    type: Literal["status", "step", "upstream", "retry", "duplicate", "crash", "compensation_retries_stopped"] = Field(
+        description=(
+            "`status`: a status change; `step`: a step's outcome; `upstream`: one call to Adobe; `retry`: an attempt "
+            "that failed with a retryable error; `duplicate`: a copy of a created resource that a late commit left "
+            "upstream, deleted; `crash`: a run that ended in an unexpected error; `compensation_retries_stopped`: "
+            "an operator stopped the automatic retries of a failed compensation."
+        )
+    )
     step: str | None
     data: dict[str, Any]
 

@@ -74,6 +74,13 @@ def check_transition(current: ActivationStatus, target: ActivationStatus) -> Non
         raise InvalidTransition(current, target)
 
 
+def yields_to_rollback(current: ActivationStatus, target: ActivationStatus) -> bool:
+    """A requested rollback always wins: the write that would end the forward run as
+    succeeded or failed ends it rolling_back instead when a rollback was requested by then, so that
+    a request arriving at any moment before that write is acted on (saga_store applies this rule)."""
+    return current == ActivationStatus.RUNNING and target in (ActivationStatus.SUCCEEDED, ActivationStatus.FAILED)
+
+
 def sources_of(target: ActivationStatus) -> frozenset[ActivationStatus]:
     """Statuses from which ``target`` is reachable: used as the WHERE guard of the UPDATE."""
     return frozenset(s for s, targets in _TRANSITIONS.items() if target in targets)

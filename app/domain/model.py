@@ -43,6 +43,7 @@ class StepState:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: dict[str, Any] | None = None
+    attempted_at: datetime | None = None  # when the latest attempt started
 
 
 @dataclass(slots=True)
@@ -66,6 +67,9 @@ class Activation:
     updated_at: datetime
     completed_at: datetime | None
     steps: dict[str, StepState] = field(default_factory=dict)
+    run_crashes: int = 0
+    compensation_rounds: int = 0
+    compensation_retry_at: datetime | None = None
 
     def resource(self, step: str) -> str | None:
         state = self.steps.get(step)

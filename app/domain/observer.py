@@ -18,6 +18,16 @@ class SagaObserver(Protocol):
     def activation_finished(self, status: str, seconds: float) -> None:
         """An activation reached a terminal status, ``seconds`` after it was accepted."""
 
+    def duplicate_removed(self, kind: str) -> None:
+        """A copy of a created resource (``kind``: the Flow Service collection) that a late commit
+        had left upstream was found and deleted."""
+
+    def compensation_retried(self) -> None:
+        """An automatic retry of a failed compensation started."""
+
+    def run_crashed(self) -> None:
+        """A run of an activation ended in an unexpected exception."""
+
 
 class NullSagaObserver:
     """Observes nothing: the default when no metrics are wanted (e.g. in unit tests)."""
@@ -29,4 +39,13 @@ class NullSagaObserver:
         pass
 
     def activation_finished(self, status: str, seconds: float) -> None:
+        pass
+
+    def duplicate_removed(self, kind: str) -> None:
+        pass
+
+    def compensation_retried(self) -> None:
+        pass
+
+    def run_crashed(self) -> None:
         pass

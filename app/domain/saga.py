@@ -4,10 +4,11 @@ concurrently), then, on failure or request, compensation in reverse order."""
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -18,6 +19,7 @@ from app.adapters.flowservice import FlowServiceClient, call_context, call_event
 from app.adapters.flowservice.errors import UpstreamError
 
 from .catalog import DestinationCatalog
+from .duplicates import Duplicate
 from .errors import StepFailed
 from .lifecycle import ActivationStatus, StepStatus
 from .model import Activation, Lease, LeaseLost
@@ -33,8 +35,21 @@ PROBLEM_BASE = "urn:activation-gateway:problem:"
 
 @dataclass(frozen=True, slots=True)
 class StepFailure:
-    step: str
+    step: str | None  # None: the run itself failed (see record_crash)
     problem: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CompensationRetries:
+    """Failed compensations are retried in the background, with a long, capped, jittered backoff:
+    an orphan upstream (perhaps holding a customer's secret) is worth more than the calls."""
+
+    base_seconds: float = 60.0
+    max_seconds: float = 6 * 3600.0
+
+    def delay(self, rounds_so_far: int) -> float:
+        ceiling = min(self.max_seconds, self.base_seconds * 2.0 ** min(rounds_so_far, 30))
+        return random.uniform(ceiling / 2, ceiling)  # jitter: orphans of one outage spread out
 
 
 class SagaRunner:
@@ -49,6 +64,9 @@ class SagaRunner:
         auto_compensate: bool = True,
         steps: Sequence[SagaStep] = SAGA_STEPS,
         observer: SagaObserver | None = None,
+        late_commit_window: timedelta = timedelta(seconds=60),
+        crash_limit: int = 5,
+        compensation_retries: CompensationRetries | None = None,
     ) -> None:
         self._store = store
         self._client = client
@@ -62,6 +80,9 @@ class SagaRunner:
         self._first_steps = [step.name for step in self._steps if not step.depends_on]
         self._observer: SagaObserver = observer or NullSagaObserver()
         self._stopping = asyncio.Event()
+        self._late_commit_window = late_commit_window
+        self._crash_limit = crash_limit
+        self._compensation_retries = compensation_retries or CompensationRetries()
 
     def stop_at_next_boundary(self) -> None:
         """Graceful shutdown: finish the steps in flight, start no new one."""
@@ -83,6 +104,16 @@ class SagaRunner:
         status = activation.status
         if status == ActivationStatus.RUNNING:
             status = await self._forward(lease, activation, started)
+        if status == ActivationStatus.ROLLBACK_FAILED and activation.compensation_retry_at is not None:
+            # Claimed because its automatic retry is due (see CompensationRetries).
+            self._observer.compensation_retried()
+            status = await self._set_status(
+                lease,
+                ActivationStatus.ROLLBACK_FAILED,
+                ActivationStatus.ROLLING_BACK,
+                keep_error=True,
+                event={"reason": "automatic retry", "round": activation.compensation_rounds},
+            )
         if status == ActivationStatus.ROLLING_BACK and not self._stopping.is_set():
             status = await self._compensate(lease)
         if status.terminal:
@@ -104,18 +135,21 @@ class SagaRunner:
         *,
         event: dict[str, Any] | None = None,
         event_type: str = "step",
+        notes: Sequence[dict[str, Any]] = (),
         **kwargs: Any,
     ) -> StepWrite:
         rows = _take_events()
         if event is not None:
             rows.append({"type": event_type, "step": step, "data": event})
+        rows.extend(notes)
         return await self._store.write_step(lease, step, events=rows, **kwargs)
 
     async def _set_status(
         self, lease: Lease, current: ActivationStatus, *path: ActivationStatus, **kwargs: Any
-    ) -> None:
+    ) -> ActivationStatus:
+        """The status reached, which a requested rollback may have decided (see the store)."""
         async with lease.writes:
-            await self._store.set_status(lease, current, *path, events=_take_events(), **kwargs)
+            return await self._store.set_status(lease, current, *path, events=_take_events(), **kwargs)
 
     # ------------------------------------------------------------------ forward
     async def _forward(self, lease: Lease, activation: Activation, started: dict[str, int]) -> ActivationStatus:
@@ -149,13 +183,11 @@ class SagaRunner:
         if run.failures:
             return await self._fail(lease, run.failures[0])
         if activation.rollback_requested_at is not None:
-            await self._set_status(
+            return await self._set_status(
                 lease, ActivationStatus.RUNNING, ActivationStatus.ROLLING_BACK, event={"reason": "requested"}
             )
-            return ActivationStatus.ROLLING_BACK
         if all(state.status == StepStatus.SUCCEEDED for state in activation.steps.values()):
-            await self._set_status(lease, ActivationStatus.RUNNING, ActivationStatus.SUCCEEDED)
-            return ActivationStatus.SUCCEEDED
+            return await self._set_status(lease, ActivationStatus.RUNNING, ActivationStatus.SUCCEEDED)
         return ActivationStatus.RUNNING  # stopping: the next claim carries on
 
     def _ready(self, run: _ForwardRun, finished: str | None) -> list[str]:
@@ -176,11 +208,14 @@ class SagaRunner:
 
     @staticmethod
     def _mark_started(run: _ForwardRun, started: dict[str, int]) -> None:
-        """Mirror in memory the steps a write started, with their attempt numbers."""
+        """Mirror in memory the steps a write started, with their attempt numbers (read by _fail)
+        and when (read by the duplicate sweep: taken after the write, so never earlier than the
+        database's time of it)."""
+        now = datetime.now(UTC)
         for name, attempt in started.items():
             run.started.add(name)
             state = run.activation.steps[name]
-            state.status, state.attempts = StepStatus.RUNNING, attempt  # _fail reads attempts
+            state.status, state.attempts, state.attempted_at = StepStatus.RUNNING, attempt, now
 
     async def _run_step(self, run: _ForwardRun, step: SagaStep, attempt: int) -> None:
         # Each step runs in a task of its own (TaskGroup copies the context), so this binding
@@ -233,6 +268,7 @@ class SagaRunner:
                 },
                 activation_values=result.activation_values,
                 event={"status": StepStatus.SUCCEEDED.value, "resourceId": result.resource_id},
+                notes=self._duplicates_found(result.duplicates),
                 start=ready,
                 complete=last and activation.rollback_requested_at is None,
             )
@@ -279,24 +315,61 @@ class SagaRunner:
     async def _fail(self, lease: Lease, failure: StepFailure) -> ActivationStatus:
         activation = await self._store.load(lease)
         # Compensate only if some request that creates a resource was ever sent: otherwise there
-        # is nothing upstream to undo and the activation stays `failed` with its error.
+        # is nothing upstream to undo and the activation stays `failed` with its error. A requested
+        # rollback is always carried out, automatic compensation or not; one that arrives while
+        # this write is on its way still wins (the store's rule).
         may_have_created = any(activation.steps[s.name].attempts for s in self._steps if s.kind is not None)
-        if self._auto_compensate and may_have_created:
-            await self._set_status(
+        wanted = self._auto_compensate or activation.rollback_requested_at is not None
+        if wanted and may_have_created:
+            reason = "automatic compensation" if self._auto_compensate else "requested"
+            return await self._set_status(
                 lease,
                 ActivationStatus.RUNNING,
                 ActivationStatus.FAILED,
                 ActivationStatus.ROLLING_BACK,
                 error=failure.problem,
-                event={"reason": "automatic compensation"},
+                event={"reason": reason},
             )
-            return ActivationStatus.ROLLING_BACK
-        await self._set_status(lease, ActivationStatus.RUNNING, ActivationStatus.FAILED, error=failure.problem)
-        return ActivationStatus.FAILED
+        # Pending only when a run crashed before it could start (see record_crash).
+        return await self._set_status(lease, activation.status, ActivationStatus.FAILED, error=failure.problem)
+
+    async def record_crash(self, lease: Lease, exc: BaseException) -> int:
+        """A run ended in an unexpected exception (a bug, or an answer nobody foresaw). Counted;
+        at the limit the activation ends instead of being claimed and re-sending its calls for
+        ever: `failed` with an internal-error problem and compensated like any failure, or, when
+        its compensation is what keeps crashing, `rollback_failed`. Returns the count so far."""
+        self._observer.run_crashed()
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]  # a step's task group wraps what the step raised
+        crashes, status = await self._store.record_crash(lease, type(exc).__name__)
+        if crashes < self._crash_limit:
+            return crashes
+        rounds = (await self._store.load(lease)).compensation_rounds
+        problem = {
+            "type": PROBLEM_BASE + "internal-error",
+            "title": "Internal error",
+            "status": 500,
+            "detail": f"the activation's run failed {crashes} times with an unexpected error ({type(exc).__name__})",
+        }
+        log.error("activation ends after repeated crashes", activation_id=str(lease.activation_id), crashes=crashes)
+        if status in (ActivationStatus.PENDING, ActivationStatus.RUNNING):
+            await self._fail(lease, StepFailure(step=None, problem=problem))
+        elif status == ActivationStatus.ROLLING_BACK:
+            await self._set_status(
+                lease,
+                ActivationStatus.ROLLING_BACK,
+                ActivationStatus.ROLLBACK_FAILED,
+                keep_error=True,
+                event={"reason": "repeated crashes", "error": problem},
+                retry_in=self._compensation_retries.delay(rounds),
+            )
+        return crashes
 
     # ------------------------------------------------------------------ compensation
     async def _compensate(self, lease: Lease) -> ActivationStatus:
         activation = await self._store.load(lease)
+        # A create that never answered may still commit: deleting before that would leave its copy.
+        await self._context(lease, activation, attempt=0).wait_until_settled()
         orphans: list[str] = []
         for step in reversed(self._steps):
             state = activation.steps[step.name]
@@ -315,19 +388,23 @@ class SagaRunner:
             if leftover:
                 orphans.append(leftover)
         if orphans:
+            retry_in = self._compensation_retries.delay(activation.compensation_rounds)
             await self._set_status(
                 lease,
                 ActivationStatus.ROLLING_BACK,
                 ActivationStatus.ROLLBACK_FAILED,
                 keep_error=True,
-                event={"orphans": orphans},
+                event={"orphans": orphans, "nextRetryInSeconds": round(retry_in)},
+                retry_in=retry_in,
             )
             return ActivationStatus.ROLLBACK_FAILED
-        await self._set_status(lease, ActivationStatus.ROLLING_BACK, ActivationStatus.ROLLED_BACK, keep_error=True)
-        return ActivationStatus.ROLLED_BACK
+        return await self._set_status(
+            lease, ActivationStatus.ROLLING_BACK, ActivationStatus.ROLLED_BACK, keep_error=True
+        )
 
     async def _compensate_step(self, lease: Lease, activation: Activation, step: SagaStep) -> str | None:
-        """Delete what the step created (or may have created); returns the id left behind, if any."""
+        """Delete what the step created (or may have created), every copy of it included; returns
+        the id left behind, if any."""
         state = activation.steps[step.name]
         resource_id = state.resource_id
         try:
@@ -347,11 +424,7 @@ class SagaRunner:
                         }
                     )
                     try:
-                        if resource_id is None:
-                            # Its creation was in flight: Adobe may have the resource anyway.
-                            resource_id = await step.find_created(ctx)
-                        if resource_id is not None:
-                            await step.compensate(ctx, resource_id)
+                        undone = await step.compensate(ctx, resource_id)
                     finally:
                         call_context.reset(token)
         except UpstreamError as exc:
@@ -373,12 +446,25 @@ class SagaRunner:
             step.name,
             values={
                 "status": StepStatus.COMPENSATED.value,
-                "resource_id": resource_id,
+                "resource_id": undone.resource_id,
                 "finished_at": datetime.now(UTC),
             },
-            event={"status": StepStatus.COMPENSATED.value, "resourceId": resource_id},
+            event={"status": StepStatus.COMPENSATED.value, "resourceId": undone.resource_id},
+            notes=self._duplicates_found(undone.duplicates),
         )
         return None
+
+    def _duplicates_found(self, duplicates: Sequence[Duplicate]) -> list[dict[str, Any]]:
+        """Event rows (and metrics) for copies a late commit had left upstream, now deleted."""
+        for duplicate in duplicates:
+            self._observer.duplicate_removed(duplicate.kind)
+            log.warning(
+                "duplicate upstream resource deleted",
+                step=duplicate.step,
+                kind=duplicate.kind,
+                resource_id=duplicate.resource_id,
+            )
+        return [{"type": "duplicate", "step": d.step, "data": d.event()} for d in duplicates]
 
     def _context(self, lease: Lease, activation: Activation, attempt: int) -> StepContext:
         return StepContext(
@@ -387,6 +473,8 @@ class SagaRunner:
             catalog=self._catalog,
             cipher=self._cipher,
             attempt=attempt,
+            steps=self._steps,
+            late_commit_window=self._late_commit_window,
         )
 
 

@@ -4,14 +4,18 @@ Adding a step means writing one class and adding it to SAGA_STEPS."""
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from app.adapters.crypto import CredentialCipher
 from app.adapters.flowservice import FlowServiceError, ResourceKind
 
 from .catalog import PROFILE_STORE_SPEC_ID, SPEC_VERSION, DestinationCatalog, ResolvedDestination
+from .duplicates import Duplicate, settled_at
 from .errors import StepFailed
 from .model import Activation
 from .upstream import LeasedFlowService
@@ -29,6 +33,10 @@ class StepContext:
     catalog: DestinationCatalog
     cipher: CredentialCipher
     attempt: int  # 1-based, counted in the database across restarts
+    # The saga's steps (the duplicate sweeps visit every create) and how long an unanswered
+    # create may still commit upstream (see duplicates.py).
+    steps: Sequence[SagaStep] = ()
+    late_commit_window: timedelta = timedelta(0)
 
     @property
     def outcome_unknown(self) -> bool:
@@ -45,6 +53,13 @@ class StepContext:
             raise StepFailed("Destination not resolved", "the destination has not been resolved yet")
         return ResolvedDestination.from_json(self.activation.destination)
 
+    async def wait_until_settled(self) -> None:
+        """Until no create of this activation can commit late any more (see duplicates.py)."""
+        creates = [self.activation.steps[step.name] for step in self.steps if isinstance(step, CreateResourceStep)]
+        deadline = settled_at(creates, self.late_commit_window)
+        if deadline is not None:
+            await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()))
+
     def resource(self, step: type[SagaStep]) -> str:
         resource_id = self.activation.resource(step.name)
         if resource_id is None:
@@ -57,6 +72,16 @@ class StepResult:
     resource_id: str | None = None
     # Columns of the activation to update together with the step (e.g. flow_id, flow_etag).
     activation_values: dict[str, Any] = field(default_factory=dict)
+    # Copies of created resources that a late commit left behind, found and deleted by this step.
+    duplicates: list[Duplicate] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Compensation:
+    """What undoing a step deleted: its resource (recorded, or found by name) and any copies."""
+
+    resource_id: str | None = None
+    duplicates: list[Duplicate] = field(default_factory=list)
 
 
 class SagaStep(ABC):
@@ -68,13 +93,9 @@ class SagaStep(ABC):
     @abstractmethod
     async def forward(self, ctx: StepContext) -> StepResult: ...
 
-    async def find_created(self, ctx: StepContext) -> str | None:
-        """The resource a creation whose answer never arrived may have made."""
-        return None
-
-    async def compensate(self, ctx: StepContext, resource_id: str) -> None:
-        if self.kind is not None:
-            await ctx.upstream.delete(self.kind, resource_id, sandbox=ctx.sandbox)
+    async def compensate(self, ctx: StepContext, recorded: str | None) -> Compensation:
+        """Undo what the step did upstream; a step that creates nothing has nothing to undo."""
+        return Compensation(resource_id=recorded)
 
 
 class CreateResourceStep(SagaStep):
@@ -102,9 +123,31 @@ class CreateResourceStep(SagaStep):
         created = await ctx.upstream.create(self.kind, self.body(ctx, name), sandbox=ctx.sandbox)
         return self.result(created.id, created.etag)
 
-    async def find_created(self, ctx: StepContext) -> str | None:
-        existing = await ctx.upstream.find_by_name(self.kind, self.resource_name(ctx), sandbox=ctx.sandbox)
-        return str(existing["id"]) if existing else None
+    async def copies(self, ctx: StepContext) -> list[str]:
+        """Every resource upstream named for this step of this activation, oldest lookup order."""
+        found = await ctx.upstream.find_all_by_name(self.kind, self.resource_name(ctx), sandbox=ctx.sandbox)
+        return [str(item["id"]) for item in found]
+
+    async def compensate(self, ctx: StepContext, recorded: str | None) -> Compensation:
+        """Delete the recorded resource and every other copy named for this step: a creation whose
+        answer never came, or came late, may have made one or more (404 counts as deleted)."""
+        copies = await self.copies(ctx)
+        ids = list(dict.fromkeys([recorded, *copies] if recorded else copies))
+        for resource_id in ids:
+            await ctx.upstream.delete(self.kind, resource_id, sandbox=ctx.sandbox)
+        kept = ids[0] if ids else None
+        return Compensation(resource_id=kept, duplicates=[self.duplicate(i) for i in ids[1:]])
+
+    async def remove_duplicates(self, ctx: StepContext) -> list[Duplicate]:
+        """Delete every copy but the recorded resource (the forward path's sweep)."""
+        recorded = ctx.activation.resource(self.name)
+        duplicates = [self.duplicate(i) for i in await self.copies(ctx) if i != recorded]
+        for duplicate in duplicates:
+            await ctx.upstream.delete(self.kind, duplicate.resource_id, sandbox=ctx.sandbox)
+        return duplicates
+
+    def duplicate(self, resource_id: str) -> Duplicate:
+        return Duplicate(step=self.name, kind=self.kind.value, resource_id=resource_id)
 
 
 def resource_name(activation: Activation, label: str) -> str:
@@ -125,7 +168,7 @@ class ResolveDestination(SagaStep):
         storage = ctx.activation.storage
         kind = "s3" if storage["type"] == "s3" else f"sftp_{'ssh' if storage['authMethod'] == 'sshKey' else 'password'}"
         resolved = await ctx.catalog.resolve(
-            ctx.upstream.client, destination=ctx.activation.destination_name, storage_kind=kind, sandbox=ctx.sandbox
+            ctx.upstream, destination=ctx.activation.destination_name, storage_kind=kind, sandbox=ctx.sandbox
         )
         return StepResult(activation_values={"destination": resolved.to_json()})
 
@@ -288,6 +331,9 @@ class ActivateSegments(SagaStep):
 
 
 class VerifyFlow(SagaStep):
+    """Read the flow back and require every selector; and, as the forward path's last word, make
+    sure each create left exactly one resource (see duplicates.py)."""
+
     name = "verify_flow"
     depends_on = ("activate_segments",)
 
@@ -301,7 +347,13 @@ class VerifyFlow(SagaStep):
                 f"the flow lacks {len(absent)} requested selector(s): {', '.join(map(str, absent))}",
                 type_="verification-failed",
             )
-        return StepResult(activation_values={"flow_etag": flow.get("etag")})
+        await ctx.wait_until_settled()
+        duplicates: list[Duplicate] = []
+        # Dependents first: a copy of a connection may be in use by a copy made after it (1418).
+        for step in reversed(ctx.steps):
+            if isinstance(step, CreateResourceStep):
+                duplicates.extend(await step.remove_duplicates(ctx))
+        return StepResult(activation_values={"flow_etag": flow.get("etag")}, duplicates=duplicates)
 
 
 def missing_selector_operations(activation: Activation, flow: dict[str, Any] | None) -> list[dict[str, Any]]:

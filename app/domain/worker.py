@@ -29,6 +29,10 @@ log = structlog.get_logger(__name__)
 _LEASE_SAFETY = 0.8
 _REAP_INTERVAL_SECONDS = 600.0
 _ERROR_BACKOFF_SECONDS = 5.0
+# While the database is unreachable the claim loop and the LISTEN connection retry this often
+# (doubling from the first to the most): they come back within about a second of it answering.
+_DB_RETRY_FIRST_SECONDS = 0.5
+_DB_RETRY_MAX_SECONDS = 1.0
 
 
 class Worker:
@@ -67,16 +71,28 @@ class Worker:
 
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen(), name="worker-listen")
+        failures = 0
+        backoff = _DB_RETRY_FIRST_SECONDS
         try:
             while not self._stopping.is_set():
                 self.last_heartbeat = time.monotonic()
                 try:
                     await self._claim_and_start()
                     await self._maybe_reap()
-                except Exception:  # the database may be down for a while: keep the loop alive
-                    log.exception("worker loop error")
-                    await self._sleep(_ERROR_BACKOFF_SECONDS)
+                except Exception as exc:  # the database may be down for a while: keep the loop alive
+                    # Once per outage, not once a tick.
+                    if failures == 0:
+                        log.exception("worker loop error; retrying until it succeeds")
+                    else:
+                        log.debug("worker loop error again", error=type(exc).__name__, failures=failures + 1)
+                    failures += 1
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, _DB_RETRY_MAX_SECONDS)
                     continue
+                if failures:
+                    log.info("worker loop recovered", failures=failures)
+                    failures = 0
+                    backoff = _DB_RETRY_FIRST_SECONDS
                 await self._sleep(self._poll_interval)
         finally:
             listener.cancel()
@@ -137,9 +153,9 @@ class Worker:
             return
         except asyncio.CancelledError:
             log.info("activation run cancelled (shutdown or lease lost)", activation_id=str(lease.activation_id))
-        except Exception:
+        except Exception as exc:
             log.exception("saga crashed; will retry later", activation_id=str(lease.activation_id))
-            delay = _ERROR_BACKOFF_SECONDS
+            delay = await self._after_crash(lease, exc)
         finally:
             heartbeat.cancel()
             self._inflight.pop(lease.activation_id, None)
@@ -147,6 +163,16 @@ class Worker:
         if not released:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._store.release(lease, delay_seconds=delay))
+
+    async def _after_crash(self, lease: Lease, exc: Exception) -> float:
+        """Count the crash (the runner ends an activation that keeps crashing); returns how long
+        to wait before it is claimed again: doubling, so a bug costs few upstream calls."""
+        try:
+            crashes = await self._runner.record_crash(lease, exc)
+        except Exception:  # the database may be what failed: the next claim tries again
+            log.exception("could not record the crash", activation_id=str(lease.activation_id))
+            return _ERROR_BACKOFF_SECONDS
+        return min(_ERROR_BACKOFF_SECONDS, 0.5 * 2.0 ** max(crashes - 1, 0))
 
     async def _heartbeat(self, lease: Lease, saga: asyncio.Task[None] | None) -> None:
         interval = self._lease_seconds / 3
@@ -168,19 +194,24 @@ class Worker:
 
     async def _listen(self) -> None:
         """Wake the claim loop on NOTIFY; reconnect quietly, polling covers any gap."""
+        delay = _DB_RETRY_FIRST_SECONDS
         while not self._stopping.is_set():
             try:
                 async with await psycopg.AsyncConnection.connect(
                     libpq_url(self._database_url), autocommit=True
                 ) as conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    delay = _DB_RETRY_FIRST_SECONDS
+                    # What was posted while nobody listened sent its NOTIFY to no one: look now.
+                    self._wake.set()
                     async for _ in conn.notifies():
                         self._wake.set()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.debug("listen connection lost", error=type(exc).__name__)
-                await asyncio.sleep(_ERROR_BACKOFF_SECONDS)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _DB_RETRY_MAX_SECONDS)
 
     async def _maybe_reap(self) -> None:
         now = time.monotonic()

@@ -1,5 +1,7 @@
-"""A short chaos soak in CI (the long one is documented in the README): random faults and SIGKILLs,
-then the invariant check of bench/chaos.py, which exits non-zero on any violation."""
+"""A short chaos soak in CI (the long one is documented in the README): random faults, late commits,
+SIGKILLs, SIGSTOPs past the lease and rollback requests, then the invariant check of bench/chaos.py,
+which exits non-zero on any violation. The new kinds of chaos are made more likely than in a long run,
+so that 20 seconds exercise each of them."""
 
 from __future__ import annotations
 
@@ -25,6 +27,12 @@ def test_short_chaos_run_keeps_every_invariant() -> None:
             "20261129",
             "--settle",
             "90",
+            "--pause-rate",
+            "0.2",
+            "--late-commit-share",
+            "0.5",
+            "--rollback-share",
+            "0.15",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -36,3 +44,6 @@ def test_short_chaos_run_keeps_every_invariant() -> None:
     assert summary["ok"] and summary["violations"] == []
     assert summary["accepted"] > 20, "the run did real work"
     assert summary["kills"] + summary["faults_injected"] > 0, "the run did real chaos"
+    assert summary["late_commits_landed"] > 0, "Adobe committed some request after the gateway gave up on it"
+    assert summary["pauses"] > 0, "a process was paused past its lease"
+    assert summary["rollbacks_requested"] > 0, "rollbacks were requested"

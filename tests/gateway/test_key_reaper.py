@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 
 from app.adapters.db.engine import create_engine
 from app.adapters.db.repository import ActivationRepository
-from tests.conftest import truncate_all
+from tests.conftest import truncate_all, wait_terminal
+from tests.support.gateway import GatewayProcess
+from tests.support.payloads import new_key, s3_request
 
 
 @pytest.fixture
@@ -54,3 +56,25 @@ async def test_reaper_deletes_only_expired_keys_of_finished_activations(database
         left = {row[0] for row in conn.execute("SELECT key FROM idempotency_keys").fetchall()}
     assert removed == 1
     assert left == {"recent-finished", "unfinished"}
+
+
+@pytest.mark.parametrize("destination", ["Adobe Campaign", "Carrier Pigeon Marketing"], ids=["succeeded", "failed"])
+def test_idempotency_key_retention_hours_is_honoured(
+    start_gateway: Callable[..., GatewayProcess], isolated_database: str, destination: str
+) -> None:
+    """IDEMPOTENCY_KEY_RETENTION_HOURS, not a hard-coded 24 h, from the moment the activation ends."""
+    gateway = start_gateway(IDEMPOTENCY_KEY_RETENTION_HOURS="72")
+    with gateway.client() as client:
+        response = client.post(
+            "/activations", json=s3_request(destination=destination), headers={"Idempotency-Key": new_key()}
+        )
+        final = wait_terminal(client, response.json()["id"])
+    assert final["status"] == ("succeeded" if destination == "Adobe Campaign" else "failed"), final
+    with psycopg.connect(isolated_database) as conn:
+        row = conn.execute(
+            "SELECT extract(epoch FROM k.expires_at - a.completed_at) / 3600"
+            "  FROM idempotency_keys k JOIN activations a ON a.id = k.activation_id WHERE a.id = %s",
+            (final["id"],),
+        ).fetchone()
+    assert row is not None and row[0] is not None
+    assert abs(float(row[0]) - 72) < 0.01, f"the key is kept {float(row[0]):.2f} h after the activation ended"

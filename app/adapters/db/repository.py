@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,6 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -26,8 +26,70 @@ from app.domain.model import Activation, StepState
 from .intake import NOTIFY_CHANNEL
 from .tables import activation_events, activation_steps, activations, idempotency_keys
 
-# The statuses in which a step may still need the stored credentials.
-_FORWARD_PATH = frozenset({ActivationStatus.PENDING, ActivationStatus.RUNNING})
+# Finished activations a rollback request moves to rolling_back at once, by the state machine.
+_ROLLS_BACK_AT_ONCE = ", ".join(
+    f"'{status.value}'" for status in sorted(sources_of(ActivationStatus.ROLLING_BACK)) if status.terminal
+)
+
+# One statement: the request is recorded and, where no worker holds the activation, acted on.
+# `FOR UPDATE` makes the decision on the latest committed row: a worker's write that commits while
+# this waits for the lock is seen (succeeded → rolling_back), and a worker's later write sees the
+# request (the saga store's rule). A pending activation whose lease is live is being started by a
+# worker: begin_run reads the request in its own locked update. Nothing happens to one already
+# rolling back or rolled back.
+_REQUEST_ROLLBACK = text(
+    f"""
+WITH target AS (
+    SELECT id, status,
+           status IN ({_ROLLS_BACK_AT_ONCE})
+           OR (status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at < now())) AS starts
+      FROM activations
+     WHERE id = :id AND client_id = :client_id AND status NOT IN ('rolling_back', 'rolled_back')
+       FOR UPDATE
+), requested AS (
+    UPDATE activations AS a
+       SET rollback_requested_at = coalesce(a.rollback_requested_at, now()),
+           status = CASE WHEN target.starts THEN 'rolling_back' ELSE a.status END,
+           credentials_ciphertext = CASE WHEN target.starts THEN NULL ELSE a.credentials_ciphertext END,
+           completed_at = CASE WHEN target.starts THEN NULL ELSE a.completed_at END,
+           compensation_retry_at = CASE WHEN target.starts THEN NULL ELSE a.compensation_retry_at END,
+           run_crashes = CASE WHEN target.starts THEN 0 ELSE a.run_crashes END,
+           run_after = now(), updated_at = now()
+      FROM target
+     WHERE a.id = target.id
+ RETURNING a.id, a.status, target.starts AS started, target.status AS previous
+), status_event AS (
+    INSERT INTO activation_events (activation_id, type, step, data)
+    SELECT id, 'status', NULL, jsonb_build_object('status', status, 'from', previous, 'reason', 'requested')
+      FROM requested WHERE started
+), woken AS (
+    SELECT pg_notify(:ch, id::text) FROM requested
+)
+SELECT status, started, (SELECT count(*) FROM woken) AS woken FROM requested
+"""
+)
+
+_STOP_COMPENSATION_RETRIES = text(
+    """
+WITH stopped AS (
+    UPDATE activations SET compensation_retry_at = NULL, updated_at = now()
+     WHERE id = :id AND status = 'rollback_failed' AND compensation_retry_at IS NOT NULL
+ RETURNING id
+), stop_event AS (
+    INSERT INTO activation_events (activation_id, type, step, data)
+    SELECT id, 'compensation_retries_stopped', NULL, '{"by": "operator"}'::jsonb FROM stopped
+)
+SELECT id FROM stopped
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackRequest:
+    """What a rollback request did: the status it left, and whether rolling back started now."""
+
+    status: ActivationStatus
+    started: bool
 
 
 class ActivationRepository:
@@ -84,38 +146,25 @@ class ActivationRepository:
             )
             return list(result.all())
 
-    async def request_rollback(self, activation_id: uuid.UUID) -> None:
-        """Mark the wish; the worker acts on it at the next step boundary."""
+    async def request_rollback(self, activation_id: uuid.UUID, *, client_id: str) -> RollbackRequest | None:
+        """Record the caller's wish and act on it, decided in one statement on the row as it is
+        once the statement holds its lock (so a worker's last write cannot slip in between): an
+        activation that is finished, or pending with no worker on it, starts rolling back at once;
+        one a worker is running is marked, and the worker acts on it at its next step boundary (a
+        run that would end succeeded or failed rolls back instead, see saga_store). None when
+        nothing was to be done (already rolling back or rolled back, or no such activation)."""
+        params = {"id": activation_id, "client_id": client_id, "ch": NOTIFY_CHANNEL}
         async with self._engine.begin() as conn:
-            await conn.execute(
-                update(activations)
-                .where(activations.c.id == activation_id, activations.c.rollback_requested_at.is_(None))
-                .values(rollback_requested_at=func.now(), run_after=func.now(), updated_at=func.now())
-            )
-            await conn.execute(text("SELECT pg_notify(:ch, :id)"), {"ch": NOTIFY_CHANNEL, "id": str(activation_id)})
+            row = (await conn.execute(_REQUEST_ROLLBACK, params)).first()
+        if row is None:
+            return None
+        return RollbackRequest(status=ActivationStatus(row.status), started=bool(row.started))
 
-    async def transition_unleased(
-        self, activation_id: uuid.UUID, target: ActivationStatus, *, data: dict[str, Any] | None = None
-    ) -> bool:
-        """A status change made by the API (e.g. rollback of a finished activation), guarded by the
-        state machine in the WHERE clause, and only while no worker holds a live lease."""
+    async def stop_compensation_retries(self, activation_id: uuid.UUID) -> bool:
+        """An operator's decision: no more automatic retries of this failed compensation."""
         async with self._engine.begin() as conn:
-            result = await conn.execute(
-                update(activations)
-                .where(
-                    activations.c.id == activation_id,
-                    activations.c.status.in_([s.value for s in sources_of(target)]),
-                    or_(activations.c.lease_expires_at.is_(None), activations.c.lease_expires_at < func.now()),
-                )
-                .values(status=target.value, updated_at=func.now(), run_after=func.now(), completed_at=None)
-                # Off the forward path the credentials are never needed again: erase them now.
-                .values(**({} if target in _FORWARD_PATH else {"credentials_ciphertext": None}))
-            )
-            if result.rowcount == 0:
-                return False
-            await _add_event(conn, activation_id, "status", None, {"status": target.value, **(data or {})})
-            await conn.execute(text("SELECT pg_notify(:ch, :id)"), {"ch": NOTIFY_CHANNEL, "id": str(activation_id)})
-            return True
+            row = (await conn.execute(_STOP_COMPENSATION_RETRIES, {"id": activation_id})).first()
+        return row is not None
 
     async def add_event(
         self,
@@ -195,6 +244,9 @@ async def _load(conn: AsyncConnection, activation_id: uuid.UUID, *, client_id: s
         created_at=row.created_at,
         updated_at=row.updated_at,
         completed_at=row.completed_at,
+        run_crashes=row.run_crashes,
+        compensation_rounds=row.compensation_rounds,
+        compensation_retry_at=row.compensation_retry_at,
         steps={
             s.name: StepState(
                 name=s.name,
@@ -205,6 +257,7 @@ async def _load(conn: AsyncConnection, activation_id: uuid.UUID, *, client_id: s
                 started_at=s.started_at,
                 finished_at=s.finished_at,
                 error=s.error,
+                attempted_at=s.attempted_at,
             )
             for s in steps
         },

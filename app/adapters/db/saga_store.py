@@ -25,23 +25,24 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from app.domain.lifecycle import ActivationStatus, check_transition
+from app.domain.lifecycle import ActivationStatus, check_transition, yields_to_rollback
 from app.domain.model import Activation, Lease, LeaseLost
 
 from .snapshot import LOAD_ACTIVATION, STEP_ROWS, activation_from_row
 from .statements import StatementPool
-from .tables import activation_steps, activations
+from .tables import CLAIMABLE, activation_steps, activations
 
 # Sent when an activation becomes terminal, with its id: `Prefer: wait` answers at once.
 TERMINAL_CHANNEL = "activation_terminal"
 
 # The claim, also EXPLAINed by the benchmark (bench/history.py). It walks the partial index
-# ix_activations_claimable (active statuses only, ordered by run_after), so its cost does not grow
-# with the number of finished activations.
-CLAIM_SQL = """
+# ix_activations_claimable (active statuses, and failed compensations with a retry scheduled; ordered
+# by run_after), so its cost does not grow with the number of finished activations. Its predicate is
+# the index's, word for word, so the planner can use it.
+CLAIM_SQL = f"""
 WITH candidates AS (
     SELECT id FROM activations
-    WHERE status IN ('pending', 'running', 'rolling_back')
+    WHERE ({CLAIMABLE})
       AND run_after <= now()
       AND (lease_expires_at IS NULL OR lease_expires_at < now())
     ORDER BY run_after
@@ -73,9 +74,11 @@ UPDATE activations
 """
 
 
-# Starting a step (attempts counts forward attempts; started_at keeps the first one's time).
+# Starting a step (attempts counts forward attempts; started_at keeps the first one's time,
+# attempted_at the latest one's: see app/domain/duplicates.py for why).
 _START_STEP = (
-    "status = 'running', attempts = s.attempts + 1, started_at = coalesce(s.started_at, now()), finished_at = NULL"
+    "status = 'running', attempts = s.attempts + 1, started_at = coalesce(s.started_at, now()),"
+    " attempted_at = now(), finished_at = NULL"
 )
 
 # Load the activation under the lease, and start its run: a pending activation becomes running
@@ -151,8 +154,9 @@ class StepWrite:
 
 
 class SagaStore:
-    def __init__(self, statements: StatementPool) -> None:
+    def __init__(self, statements: StatementPool, *, key_retention_hours: float = 24.0) -> None:
         self._db = statements
+        self._key_retention_seconds = key_retention_hours * 3600.0
 
     # ------------------------------------------------------------------ queue and lease
     async def claim(self, *, owner: str, limit: int, lease_seconds: float) -> list[ClaimedLease]:
@@ -222,6 +226,8 @@ class SagaStore:
             params["unless_rollback"] = start_unless_rollback
         if events or complete:
             params["events"] = _event_rows(events)
+        if complete:
+            params["key_retention"] = self._key_retention_seconds
         row = await self._db.fetchone(sql, params)
         if row is None:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
@@ -240,33 +246,65 @@ class SagaStore:
         keep_error: bool = False,
         event: dict[str, Any] | None = None,
         events: EventRows = (),
-    ) -> None:
+        retry_in: float | None = None,
+    ) -> ActivationStatus:
         """Move along ``current → path[0] → path[1] …`` in one statement, each hop checked by the
         state machine and recorded as an event after ``events`` (rows buffered by the saga); readers
         never see the intermediate statuses. Reaching a terminal status also starts the retention
-        of the idempotency keys, releases the lease, and NOTIFYs the `Prefer: wait` requests."""
+        of the idempotency keys, releases the lease, and NOTIFYs the `Prefer: wait` requests.
+
+        A requested rollback wins over the end of the forward run (lifecycle.yields_to_rollback):
+        ``running → succeeded`` or ``running → failed`` becomes ``running → rolling_back`` when a
+        rollback has been requested by the time the statement runs. Returns the status reached.
+        ``retry_in`` (with ``rollback_failed``) schedules an automatic compensation retry."""
         hops = [current, *path]
         for before, after in itertools.pairwise(hops):
             check_transition(before, after)
         target = hops[-1]
+        yields = len(path) == 1 and yields_to_rollback(current, target)
         rows = list(events)
-        for before, after in itertools.pairwise(hops):
-            data = {"status": after.value, "from": before.value, **((event or {}) if after == target else {})}
-            rows.append({"type": "status", "step": None, "data": data})
+        if not yields:
+            for before, after in itertools.pairwise(hops):
+                data = {"status": after.value, "from": before.value, **((event or {}) if after == target else {})}
+                rows.append({"type": "status", "step": None, "data": data})
         params: dict[str, Any] = {
             "id": lease.activation_id,
             "epoch": lease.epoch,
             "current": current.value,
             "target": target.value,
             "events": _event_rows(rows),
+            "event": Jsonb(event or {}),
+            "key_retention": self._key_retention_seconds,
+            "retry_in": retry_in,
         }
         if not keep_error:
             params["error"] = _param(error)
-        # Secrets are only needed to create the target base connection; never keep them longer.
-        erase = target.terminal or target == ActivationStatus.ROLLING_BACK
-        row = await self._db.fetchone(_status_sql(target.terminal, keep_error=keep_error, erase=erase), params)
+        sql = _status_sql(target, keep_error=keep_error, yields=yields, schedule_retry=retry_in is not None)
+        row = await self._db.fetchone(sql, params)
         if row is None:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over, or not {current}")
+        return ActivationStatus(row["status"])
+
+    async def record_crash(self, lease: Lease, error: str) -> tuple[int, ActivationStatus]:
+        """Count a run that ended in an unexpected exception (``error``: its class name, never its
+        text); returns the count so far and the activation's status."""
+        row = await self._db.fetchone(_RECORD_CRASH, {"id": lease.activation_id, "epoch": lease.epoch, "error": error})
+        if row is None:
+            raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
+        return int(row["run_crashes"]), ActivationStatus(row["status"])
+
+
+_RECORD_CRASH = """
+WITH counted AS (
+    UPDATE activations SET run_crashes = run_crashes + 1, updated_at = now()
+     WHERE id = %(id)s AND lease_epoch = %(epoch)s
+ RETURNING id, run_crashes, status
+), crash_event AS (
+    INSERT INTO activation_events (activation_id, type, step, data)
+    SELECT id, 'crash', NULL, jsonb_build_object('error', %(error)s::text, 'crashes', run_crashes) FROM counted
+)
+SELECT run_crashes, status FROM counted
+"""
 
 
 # A step write that finishes the last step also ends the run, unless a rollback was requested
@@ -345,39 +383,89 @@ def _step_write_sql(
 
 
 # Reaching a terminal status: retention of the idempotency keys counts from the end of the
-# activation (contract §1: kept ≥ 24 h after it ends), and `Prefer: wait` requests are woken. A
-# SELECT in a CTE runs only if the statement reads it: the final SELECT counts `notified`.
+# activation (contract §1: kept ≥ 24 h after it ends; IDEMPOTENCY_KEY_RETENTION_HOURS), and
+# `Prefer: wait` requests are woken. A SELECT in a CTE runs only if the statement reads it: the
+# final SELECT counts `notified`.
 _TERMINAL_EFFECTS = f"""
 , keys AS (
-    UPDATE idempotency_keys SET expires_at = now() + interval '24 hours'
+    UPDATE idempotency_keys SET expires_at = now() + make_interval(secs => %(key_retention)s)
      WHERE activation_id IN {{source}}
 ), notified AS (
     SELECT pg_notify('{TERMINAL_CHANNEL}', id::text) FROM {{source}} AS ended
 )"""
 
 
-@functools.cache
-def _status_sql(terminal: bool, *, keep_error: bool, erase: bool) -> str:
-    sets = ["status = %(target)s", "updated_at = now()"]
+# What reaching each status sets besides the status itself, column by column. Off the forward path
+# the credentials are never needed again (they only serve the target base connection): erased. A
+# compensation that starts gets a fresh crash budget; one that ends either way ends the scheduled
+# retries, unless the new rollback_failed schedules the next.
+def _status_sets(target: ActivationStatus, *, keep_error: bool, schedule_retry: bool) -> dict[str, str]:
+    sets = {"status": "%(target)s", "updated_at": "now()"}
     if not keep_error:
-        sets.append("error = %(error)s")
-    sets.append("completed_at = now()" if terminal else "completed_at = NULL")
-    if erase:
-        sets.append("credentials_ciphertext = NULL")
-    if terminal:
+        sets["error"] = "%(error)s"
+    sets["completed_at"] = "now()" if target.terminal else "NULL"
+    if target.terminal or target == ActivationStatus.ROLLING_BACK:
+        sets["credentials_ciphertext"] = "NULL"
+    if target.terminal:
         # Nothing is left to do: the lease goes with the same write (no separate release).
-        sets.extend(["lease_owner = NULL", "lease_expires_at = NULL"])
+        sets.update(lease_owner="NULL", lease_expires_at="NULL")
+    if target == ActivationStatus.ROLLING_BACK:
+        sets.update(run_crashes="0", compensation_retry_at="NULL")
+    if target == ActivationStatus.ROLLED_BACK:
+        sets["compensation_retry_at"] = "NULL"
+    if schedule_retry:
+        sets.update(
+            compensation_retry_at="now() + make_interval(secs => %(retry_in)s)",
+            run_after="now() + make_interval(secs => %(retry_in)s)",
+            compensation_rounds="compensation_rounds + 1",
+        )
+    return sets
+
+
+def _yielding_sets(target: ActivationStatus, *, keep_error: bool) -> dict[str, str]:
+    """The sets of ending the forward run as ``target``, each decided by one CASE: unless a
+    rollback was requested, as ``target``; otherwise as ``rolling_back``. The CASE reads the row as
+    it is once the statement holds its lock, so a request committed a moment before still wins."""
+    as_target = _status_sets(target, keep_error=keep_error, schedule_retry=False)
+    as_rolling_back = _status_sets(ActivationStatus.ROLLING_BACK, keep_error=keep_error, schedule_retry=False)
+    as_rolling_back["status"] = f"'{ActivationStatus.ROLLING_BACK.value}'"
+    sets: dict[str, str] = {}
+    for column in dict.fromkeys([*as_target, *as_rolling_back]):
+        then, otherwise = as_target.get(column, column), as_rolling_back.get(column, column)
+        sets[column] = (
+            then if then == otherwise else (f"CASE WHEN rollback_requested_at IS NULL THEN {then} ELSE {otherwise} END")
+        )
+    return sets
+
+
+# With a yielding transition, which status event happened is known only in the statement.
+_YIELDED_STATUS_EVENT = """
+        UNION ALL
+        SELECT moved.id, 2147483647, 'status', NULL,
+               jsonb_build_object('status', moved.status, 'from', %(current)s::text)
+               || CASE WHEN moved.status = %(target)s THEN %(event)s::jsonb
+                       ELSE '{"reason": "requested"}'::jsonb END
+          FROM moved"""
+
+
+@functools.cache
+def _status_sql(target: ActivationStatus, *, keep_error: bool, yields: bool, schedule_retry: bool) -> str:
+    if yields:
+        sets = _yielding_sets(target, keep_error=keep_error)
+    else:
+        sets = _status_sets(target, keep_error=keep_error, schedule_retry=schedule_retry)
+    assignments = ", ".join(f"{column} = {value}" for column, value in sets.items())
     sql = f"""WITH moved AS (
-    UPDATE activations SET {", ".join(sets)}
+    UPDATE activations SET {assignments}
      WHERE id = %(id)s AND lease_epoch = %(epoch)s AND status = %(current)s
- RETURNING id
-){_insert_events("moved")}"""
-    if not terminal:
-        return sql + "\nSELECT id FROM moved"
+ RETURNING id, status
+){_insert_events("moved", _YIELDED_STATUS_EVENT if yields else "")}"""
+    if not target.terminal:
+        return sql + "\nSELECT id, status FROM moved"
     return (
         sql
-        + _TERMINAL_EFFECTS.format(source="(SELECT id FROM moved)")
-        + "\nSELECT id, (SELECT count(*) FROM notified) AS notified FROM moved"
+        + _TERMINAL_EFFECTS.format(source="(SELECT id FROM moved WHERE status = %(target)s)")
+        + "\nSELECT id, status, (SELECT count(*) FROM notified) AS notified FROM moved"
     )
 
 

@@ -14,7 +14,7 @@ STEP_ROWS = """
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'name', name, 'position', position, 'status', status, 'attempts', attempts,
                'resource_id', resource_id, 'started_at', started_at, 'finished_at', finished_at,
-               'error', error) ORDER BY position), '[]'::jsonb)
+               'error', error, 'attempted_at', attempted_at) ORDER BY position), '[]'::jsonb)
       FROM activation_steps WHERE activation_id = a.id
 """
 
@@ -48,6 +48,9 @@ def activation_from_row(row: dict[str, Any]) -> Activation:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         completed_at=row["completed_at"],
+        run_crashes=row["run_crashes"],
+        compensation_rounds=row["compensation_rounds"],
+        compensation_retry_at=row["compensation_retry_at"],
         steps={
             s["name"]: StepState(
                 name=s["name"],
@@ -58,6 +61,7 @@ def activation_from_row(row: dict[str, Any]) -> Activation:
                 started_at=_timestamp(s["started_at"]),
                 finished_at=_timestamp(s["finished_at"]),
                 error=s["error"],
+                attempted_at=_timestamp(s.get("attempted_at")),
             )
             for s in row["step_rows"]
         },

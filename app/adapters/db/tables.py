@@ -21,6 +21,12 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 metadata = MetaData()
 
 ACTIVE_STATUSES = ("pending", "running", "rolling_back")
+# What the claim query looks at (ix_activations_claimable): unfinished work, and failed compensations
+# whose automatic retry is scheduled.
+CLAIMABLE = (
+    "status IN ('pending', 'running', 'rolling_back') "
+    "OR (status = 'rollback_failed' AND compensation_retry_at IS NOT NULL)"
+)
 
 activations = Table(
     "activations",
@@ -50,11 +56,12 @@ activations = Table(
     Column("lease_owner", Text, nullable=True),
     Column("lease_expires_at", DateTime(timezone=True), nullable=True),
     Column("lease_epoch", BigInteger, nullable=False, server_default=text("0")),
-    Index(
-        "ix_activations_claimable",
-        "run_after",
-        postgresql_where=text("status IN ('pending', 'running', 'rolling_back')"),
-    ),
+    # Runs that ended in an unexpected exception (see SagaRunner.record_crash).
+    Column("run_crashes", Integer, nullable=False, server_default=text("0")),
+    # Automatic retries of a failed compensation: when the next is due (NULL: none), and how many ran.
+    Column("compensation_retry_at", DateTime(timezone=True), nullable=True),
+    Column("compensation_rounds", Integer, nullable=False, server_default=text("0")),
+    Index("ix_activations_claimable", "run_after", postgresql_where=text(CLAIMABLE)),
     Index("ix_activations_client_created", "client_id", text("created_at DESC"), text("id DESC")),
 )
 
@@ -70,6 +77,8 @@ activation_steps = Table(
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("error", JSONB, nullable=True),
+    # When the latest attempt started (started_at keeps the first): the late-commit window counts from it.
+    Column("attempted_at", DateTime(timezone=True), nullable=True),
     PrimaryKeyConstraint("activation_id", "name"),
 )
 
