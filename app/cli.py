@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from pydantic import SecretStr
@@ -21,6 +21,9 @@ from pydantic import SecretStr
 from app.logging import configure_logging
 from app.runtime import AdobeEndpoints, ConfigurationError, Deployment, Runtime, check_security
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from flowservice_emulator import EmulatorServer
 
 log = structlog.get_logger("activation_gateway")
 
@@ -44,11 +47,8 @@ def prepare_deployment(settings: Settings, *, run_worker: bool = True) -> Deploy
     if not settings.database_url:
         notes.append(f"embedded PostgreSQL in {settings.data_dir}")
     if settings.uses_emulator:
-        from flowservice_emulator import EmulatorConfig, EmulatorServer
-
         dev_secret = secrets.token_urlsafe(24)
-        server = EmulatorServer(EmulatorConfig(client_id=_DEV_CLIENT_ID, client_secret=dev_secret))
-        server.start()
+        server = _start_emulator(settings, dev_secret)
         adobe = AdobeEndpoints(
             flow_service_url=server.flow_service_url,
             ims_token_url=server.ims_token_url,
@@ -57,7 +57,8 @@ def prepare_deployment(settings: Settings, *, run_worker: bool = True) -> Deploy
             org_id=_DEV_ORG_ID,
             scopes=settings.adobe_scopes,
         )
-        notes.append(f"no Adobe credentials configured: using the built-in Flow Service emulator at {server.url}")
+        kept = f", its resources kept in {server.config.state_file}" if server.config.state_file else ""
+        notes.append(f"no Adobe credentials configured: using the built-in Flow Service emulator at {server.url}{kept}")
     else:
         adobe = AdobeEndpoints.from_settings(settings)
     return Deployment(
@@ -69,7 +70,69 @@ def prepare_deployment(settings: Settings, *, run_worker: bool = True) -> Deploy
     )
 
 
+class _Terminated(BaseException):
+    """SIGTERM before uvicorn handles signals: unwinds like KeyboardInterrupt, past ``except Exception``."""
+
+
+def _start_emulator(settings: Settings, dev_secret: str) -> EmulatorServer:
+    """The built-in emulator on EMULATOR_PORT: a fixed, documented address (a taken port is an error
+    naming the setting, never a silent move elsewhere), its resources optionally kept in DATA_DIR."""
+    from flowservice_emulator import EmulatorConfig, EmulatorServer
+    from flowservice_emulator.persistence import StateFileError
+
+    config = EmulatorConfig(client_id=_DEV_CLIENT_ID, client_secret=dev_secret, state_file=settings.emulator_state_file)
+    server = EmulatorServer(config, port=settings.emulator_port)
+    try:
+        return server.start()
+    except StateFileError as exc:
+        raise ConfigurationError(f"{exc} (EMULATOR_PERSIST=false starts the emulator empty)") from None
+    except OSError as exc:
+        raise ConfigurationError(
+            f"the built-in Flow Service emulator cannot listen on {server.host}:{settings.emulator_port}"
+            f" ({exc.strerror or exc}): set EMULATOR_PORT to a free port (0 picks any free port)"
+        ) from None
+
+
 def _serve(args: argparse.Namespace) -> None:
+    """Run the server; on every way out stop what the default run started (the embedded PostgreSQL):
+    after the graceful shutdown, when startup fails, on Ctrl-C or SIGTERM during startup."""
+    from types import FrameType
+
+    from app.adapters.db.embedded import stop_embedded_postgres
+
+    pending: list[int] = []  # signals to re-raise once everything is stopped
+
+    def interrupt_startup(sig: int, frame: FrameType | None) -> None:
+        # Until uvicorn installs its handlers (the embedded server's first start takes seconds), the
+        # default action of SIGTERM would end the process on the spot, the database left running.
+        pending.append(sig)
+        raise _Terminated
+
+    def defer(sig: int, frame: FrameType | None) -> None:
+        pending.append(sig)  # a signal now must not cut the stop short
+
+    signal.signal(signal.SIGTERM, interrupt_startup)
+    try:
+        pending.extend(_run_server(args))
+    except _Terminated:
+        pass
+    finally:
+        signal.signal(signal.SIGINT, defer)
+        signal.signal(signal.SIGTERM, defer)
+        stop_embedded_postgres()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # As uvicorn would have (docs/operations.md, "Shutdown"): the last signal first. SIGTERM ends the process with
+    # status -15 (no atexit hooks: all is stopped already), SIGINT raises KeyboardInterrupt, which
+    # main() ends quietly.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for sig in reversed(pending):
+        signal.raise_signal(sig)
+
+
+def _run_server(args: argparse.Namespace) -> list[int]:
+    """Serve until a signal's graceful shutdown; return the signals received, not yet re-raised."""
     import uvicorn
 
     from app.adapters.db import migrate
@@ -99,14 +162,26 @@ def _serve(args: argparse.Namespace) -> None:
         timeout_graceful_shutdown=15,
     )
     server = DrainingServer(config, drain_seconds=settings.shutdown_delay_seconds, on_drain=begin_draining)
-    log.info("serving", host=args.host, port=args.port, worker=deployment.run_worker)
+    _banner(args.host, args.port, deployment)
     server.run()
+    return server.caught_signals
+
+
+def _banner(host: str, port: int, deployment: Deployment) -> None:
+    """The start-up line: where the service, its API docs and, in the default run, the emulator are."""
+    url = f"http://{host}:{port}"
+    emulator = None
+    if deployment.emulated:
+        from flowservice_emulator.config import BASE_PATH
+
+        emulator = deployment.adobe.flow_service_url.removesuffix(BASE_PATH)
+    log.info("serving", url=url, docs=f"{url}/docs", emulator=emulator, worker=deployment.run_worker)
 
 
 def _worker(args: argparse.Namespace) -> None:
     if args.nice:
         # On a host shared with the API process, accepting requests comes first: the scheduler
-        # gives this process what the API leaves (README "Performance", accept latency).
+        # gives this process what the API leaves (docs/performance.md, accept latency).
         os.nice(args.nice)
     settings = Settings()
     check_security(settings)

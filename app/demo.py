@@ -47,9 +47,17 @@ def run_demo(settings: Settings) -> int:
     from app.main import create_app
 
     # Always the emulator (a demo must never create resources in a real Adobe organisation), and
-    # development mode (no API key, a local secrets key). Logs would drown the table: errors only.
+    # development mode (no API key, a local secrets key), on an emulator of its own (any free port,
+    # nothing kept), beside a `serve` that may run. Logs would drown the table: errors only.
     settings = settings.model_copy(
-        update={"adobe_client_id": None, "flow_service_url": None, "ims_token_url": None, "dev_mode": True}
+        update={
+            "adobe_client_id": None,
+            "flow_service_url": None,
+            "ims_token_url": None,
+            "dev_mode": True,
+            "emulator_port": 0,
+            "emulator_persist": False,
+        }
     )
     configure_logging("ERROR", settings.log_format)
     deployment = prepare_deployment(settings)

@@ -1,12 +1,13 @@
-"""Structured logs (structlog): JSON lines by default, each carrying the correlation id and, where
-relevant, the activation id and step (bound through contextvars)."""
+"""Structured logs (structlog): JSON lines, each carrying the correlation id and, where relevant, the
+activation id and step (bound through contextvars); readable lines instead when a person watches the
+terminal (LOG_FORMAT=auto, the default)."""
 
 from __future__ import annotations
 
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -33,7 +34,19 @@ class _NamedWriteLoggerFactory:
         return _NamedWriteLogger(str(args[0]) if args else "activation_gateway")
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+def resolve_format(fmt: str, stream: TextIO) -> str:
+    """``auto``: readable lines on a terminal (the interactive default run), JSON lines for anything
+    that collects them (a file, a pipe, a container's log driver). An explicit format always wins."""
+    if fmt != "auto":
+        return fmt
+    try:
+        return "console" if stream.isatty() else "json"
+    except ValueError:  # a closed stream: nobody is watching
+        return "json"
+
+
+def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
+    fmt = resolve_format(fmt, sys.stdout)
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )

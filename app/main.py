@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app.api import activations, health
+from app.api import activations, destinations, health
 from app.api.middleware import RequestContextMiddleware
 from app.api.openapi_doc import enrich
 from app.api.problems import Problem, install_problem_handlers
@@ -47,12 +47,14 @@ def create_app(settings: Settings | None = None, deployment: Deployment | None =
         lifespan=lifespan,
         openapi_tags=[
             {"name": "activations", "description": "Create, follow and roll back activations."},
+            {"name": "destinations", "description": "What the gateway can activate to."},
             {"name": "operations", "description": "Health checks and metrics."},
         ],
     )
     app.add_middleware(RequestContextMiddleware)
     install_problem_handlers(app)
     app.include_router(activations.router)
+    app.include_router(destinations.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

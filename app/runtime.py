@@ -30,7 +30,7 @@ from app.adapters.db.stats import queue_stats
 from app.adapters.flowservice import FlowServiceClient, TokenProvider, UpstreamCall, call_events
 from app.adapters.flowservice.client import build_http_client, build_transport, upstream_timeout
 from app.api.auth import ApiKeyRegistry
-from app.domain.catalog import DestinationCatalog
+from app.domain.catalog import DestinationCatalog, DestinationCheck
 from app.domain.retry import RetryPolicy
 from app.domain.saga import CompensationRetries, SagaRunner
 from app.domain.worker import Worker
@@ -205,6 +205,14 @@ class Runtime:
             observer=self._on_upstream,
         )
         self.catalog = DestinationCatalog(settings.spec_cache_ttl_seconds)
+        # The API's reads of the same cached catalog (GET /destinations, the early check of POST
+        # /activations), on the unguarded client: an API-only process (`serve --no-worker`) has it too.
+        self.destinations = DestinationCheck(
+            self.catalog,
+            self.flow_service,
+            sandbox=settings.adobe_sandbox,
+            timeout=settings.destination_check_timeout_seconds,
+        )
         self.runner = SagaRunner(
             self.saga_store,
             self.flow_service,

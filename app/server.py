@@ -7,12 +7,17 @@ routes to the pod sees connection errors until its next readiness probe. Here th
 shuts down as usual (stop accepting, finish open requests, run the lifespan shutdown, which stops
 the saga worker: it claims nothing more and finishes or releases its steps). A second signal during
 the delay skips the rest of it.
+
+uvicorn re-raises the signals it caught as its last act, which on SIGTERM ends the process there and
+then: nothing after ``run()`` would run (stopping the embedded PostgreSQL, say). This server keeps
+them in ``caught_signals`` instead, for the caller to re-raise once it has cleaned up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from types import FrameType
 
 import structlog
@@ -28,6 +33,17 @@ class DrainingServer(uvicorn.Server):
         self._on_drain = on_drain
         self._drain_deadline: float | None = None
         self._drain_logged = False
+        self.caught_signals: list[int] = []
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                # Emptied before uvicorn's block ends, so that it has nothing left to re-raise.
+                self.caught_signals = list(self._captured_signals)
+                self._captured_signals.clear()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Runs as a plain signal handler in the main thread: set flags only (logging here could

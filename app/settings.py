@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     upstream_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     upstream_timeout_seconds: float = Field(default=15.0, gt=0)
     spec_cache_ttl_seconds: float = Field(default=300.0, ge=0)
+    destination_check_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "How long POST /activations and GET /destinations wait for the destination catalog; past it a"
+            " new activation is accepted unchecked and its saga resolves the destination."
+        ),
+    )
     sftp_allowed_hosts: str = Field(
         default="",
         description=(
@@ -91,19 +99,29 @@ class Settings(BaseSettings):
         description="After SIGTERM, keep serving this long with /health/ready at 503 before shutting down.",
     )
 
+    # --- built-in emulator (no Adobe credentials configured) -------------------------------------
+    emulator_port: int = Field(
+        default=8081, ge=0, le=65535, description="Port of the built-in emulator; 0 picks any free port."
+    )
+    emulator_persist: bool | None = Field(
+        default=None,
+        description=(
+            "Keep the built-in emulator's resources in DATA_DIR/emulator-state.json across restarts; unset"
+            " means on exactly when the embedded database is (DATABASE_URL unset), which lives there too."
+        ),
+    )
+
     # --- logging -------------------------------------------------------------------------------
     log_level: str = "INFO"
-    log_format: Literal["json", "console"] = "json"
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: readable lines on a terminal, JSON lines otherwise."
+    )
 
     @cached_property
     def sandboxes(self) -> frozenset[str]:
         if not self.allowed_sandboxes:
             return frozenset({self.adobe_sandbox})
         return frozenset(s.strip() for s in self.allowed_sandboxes.split(",") if s.strip())
-
-    @property
-    def development(self) -> bool:
-        return self.dev_mode if self.dev_mode is not None else self.database_url is None
 
     @field_validator("sftp_allowed_hosts")
     @classmethod
@@ -114,6 +132,15 @@ class Settings(BaseSettings):
     @cached_property
     def sftp_host_allow_list(self) -> HostAllowList:
         return HostAllowList.parse(self.sftp_allowed_hosts)
+
+    @property
+    def development(self) -> bool:
+        return self.dev_mode if self.dev_mode is not None else self.database_url is None
+
+    @property
+    def emulator_state_file(self) -> Path | None:
+        persist = self.emulator_persist if self.emulator_persist is not None else self.database_url is None
+        return self.data_dir / "emulator-state.json" if persist else None
 
     @property
     def uses_emulator(self) -> bool:

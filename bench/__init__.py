@@ -2,5 +2,5 @@
 
 It starts the Flow Service emulator and the gateway as separate processes on a fresh PostgreSQL
 database, drives them over HTTP, and prints a table and one JSON line of results. See
-README.performance.md for what each figure means and the latest numbers.
+docs/performance.md for what each figure means and the latest numbers.
 """

@@ -8,6 +8,7 @@ import time
 from types import TracebackType
 
 import uvicorn
+from fastapi import FastAPI
 
 from .app import create_app
 from .config import BASE_PATH, IMS_TOKEN_PATH, EmulatorConfig
@@ -26,6 +27,7 @@ class EmulatorServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
+        self._app: FastAPI | None = None
         self.port = port
 
     @property
@@ -46,11 +48,18 @@ class EmulatorServer:
         # Bind here so that port 0 resolves to a real port before start() returns.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self._requested_port))
+        try:
+            # A port in use fails here (OSError, EADDRINUSE): never silently another port.
+            sock.bind((self.host, self._requested_port))
+            app = create_app(self.config)  # loads the state file, if any
+        except BaseException:
+            sock.close()
+            raise
         self.port = sock.getsockname()[1]
         self._socket = sock
+        self._app = app
         config = uvicorn.Config(
-            create_app(self.config),
+            app,
             log_level=self._log_level,
             # In-process use: leave logging to the host process. uvicorn's default log_config would
             # dictConfig the shared 'uvicorn*' loggers (own handlers, propagate off) for everyone.
@@ -79,7 +88,9 @@ class EmulatorServer:
             self._thread.join(timeout)
         if self._socket is not None:
             self._socket.close()
-        self._server = self._thread = self._socket = None
+        if self._app is not None:  # the serving thread is gone: nothing else touches the state now
+            self._app.state.emulator.close()
+        self._server = self._thread = self._socket = self._app = None
 
     def __enter__(self) -> EmulatorServer:
         return self.start()

@@ -11,6 +11,7 @@ from .faults import FaultPlan
 from .history import RequestHistory
 from .latecommits import LateCommits
 from .masking import history_secret_names
+from .persistence import StateFile
 from .resources import ResourceService
 from .store import ResourceStore
 
@@ -25,10 +26,20 @@ class EmulatorState:
     late_commits: LateCommits = field(default_factory=LateCommits)
     history: RequestHistory = field(init=False)
     service: ResourceService = field(init=False)
+    state_file: StateFile | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.history = RequestHistory(self.config.history_limit, lambda: history_secret_names(self.catalog))
         self.service = ResourceService(self.catalog, self.store)
+        if self.config.state_file is not None:
+            self.state_file = StateFile(self.config.state_file, self.store)
+            self.state_file.load()
+            self.store.on_change = self.state_file.changed
+
+    def close(self) -> None:
+        """The server stopped: write anything not yet saved."""
+        if self.state_file is not None:
+            self.state_file.close()
 
     def reset(self) -> None:
         # First: a late commit must not land in the emptied store. Must run on the serving event loop.

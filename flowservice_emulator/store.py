@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -39,9 +39,12 @@ class ResourceStore:
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, dict[str, Entry]]] = {kind: {} for kind in KINDS}
         self._seq = itertools.count(1)
+        # Called after every change (the optional state file saves then, see :mod:`.persistence`).
+        self.on_change: Callable[[], None] | None = None
 
     def add(self, kind: str, sandbox: str, doc: JsonObject) -> None:
         self._sandbox(kind, sandbox)[doc["id"]] = Entry(next(self._seq), doc)
+        self._changed()
 
     def get(self, kind: str, sandbox: str, resource_id: str) -> JsonObject | None:
         entry = self._entries[kind].get(sandbox, {}).get(resource_id)
@@ -49,9 +52,13 @@ class ResourceStore:
 
     def replace(self, kind: str, sandbox: str, doc: JsonObject) -> None:
         self._sandbox(kind, sandbox)[doc["id"]].doc = doc
+        self._changed()
 
     def delete(self, kind: str, sandbox: str, resource_id: str) -> bool:
-        return self._entries[kind].get(sandbox, {}).pop(resource_id, None) is not None
+        deleted = self._entries[kind].get(sandbox, {}).pop(resource_id, None) is not None
+        if deleted:
+            self._changed()
+        return deleted
 
     def entries(self, kind: str, sandbox: str) -> list[Entry]:
         return list(self._entries[kind].get(sandbox, {}).values())
@@ -65,6 +72,29 @@ class ResourceStore:
     def clear(self) -> None:
         for kind in KINDS:
             self._entries[kind].clear()
+        self._changed()
+
+    def snapshot(self) -> dict[str, dict[str, list[JsonObject]]]:
+        """Every document by kind and sandbox, oldest first (the order :meth:`restore` re-creates)."""
+        return {
+            kind: {sandbox: [entry.doc for entry in items.values()] for sandbox, items in by_sandbox.items() if items}
+            for kind, by_sandbox in self._entries.items()
+        }
+
+    def restore(self, snapshot: dict[str, dict[str, list[JsonObject]]]) -> None:
+        """Load a :meth:`snapshot` into an empty store; creation order (paging) is kept."""
+        on_change, self.on_change = self.on_change, None  # loading is not a change to save
+        try:
+            for kind in KINDS:
+                for sandbox, docs in snapshot.get(kind, {}).items():
+                    for doc in docs:
+                        self.add(kind, sandbox, doc)
+        finally:
+            self.on_change = on_change
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def _sandbox(self, kind: str, sandbox: str) -> dict[str, Entry]:
         return self._entries[kind].setdefault(sandbox, {})

@@ -3,6 +3,7 @@ real HTTP, and the gateway as a real subprocess."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -19,6 +20,10 @@ from app.adapters.db import migrate
 from flowservice_emulator import EmulatorConfig, EmulatorServer
 from tests.support.database import fresh_database, server_dsn, stop_embedded_servers
 from tests.support.gateway import GatewayProcess
+
+# Test processes never compete for the built-in emulator's fixed default port (8081), nor with a
+# `serve` running on the machine: a default run started by a test takes any free port.
+os.environ.setdefault("EMULATOR_PORT", "0")
 
 ADOBE_CLIENT_ID = "gateway-test-client"
 # Distinctive so that leak tests can grep for it.

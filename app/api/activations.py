@@ -22,9 +22,18 @@ from app.domain.sftp_hosts import sftp_host_refusal
 from app.domain.steps import STEP_NAMES
 
 from .auth import current_client
+from .destinations import catalog_refusal
 from .idempotency import canonical_json, parse_idempotency_key, parse_prefer_wait
 from .problems import FieldError, ProblemError, problem_responses, validation_problem
-from .schemas import TAGGED_UNIONS, ActivationList, ActivationOut, ActivationRequest, EventList, S3Storage, SftpStorage
+from .schemas import (
+    TAGGED_UNIONS,
+    ActivationList,
+    ActivationOut,
+    ActivationRequest,
+    EventList,
+    S3Storage,
+    SftpStorage,
+)
 from .views import activation_view, event_view
 
 if TYPE_CHECKING:
@@ -183,7 +192,18 @@ async def create_activation(
             422, "validation-error", "Invalid request", f"{len(refused)} field(s) failed validation", errors=refused
         )
     wait = parse_prefer_wait(prefer)
+    # Last: the one check that may call Adobe (the catalog, cached; bounded). A request refused on its
+    # own never waits for it; an unreadable catalog accepts the request for the saga to resolve.
+    unsupported = await catalog_refusal(runtime, body)
     canonical = canonical_json(document)
+    if unsupported is not None:
+        # A retry of a request accepted while the catalog could not be read is still its replay.
+        earlier = await runtime.intake.existing(client, key)
+        if earlier is not None:
+            return await _replay(runtime, client, key, canonical, earlier)
+        raise ProblemError(
+            422, "validation-error", "Invalid request", "1 field(s) failed validation", errors=[unsupported]
+        )
     storage, secrets = _split_storage(body)
     new = NewActivation(
         id=uuid.uuid4(),

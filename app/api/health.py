@@ -95,7 +95,7 @@ async def ready(request: Request) -> Response:
     "/metrics",
     operation_id="getMetrics",
     summary="Prometheus metrics",
-    description="Prometheus text exposition format 0.0.4. The list of metrics is in README.operations.md.",
+    description="Prometheus text exposition format 0.0.4. The list of metrics is in docs/operations.md.",
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}},
 )

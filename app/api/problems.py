@@ -129,7 +129,7 @@ _STATUS_SLUGS = {
     415: ("unsupported-media-type", "Unsupported media type"),
     422: ("validation-error", "Invalid request"),
     500: ("internal-error", "Internal server error"),
-    503: ("database-unavailable", "Service unavailable"),  # the only 503 the API answers
+    503: ("database-unavailable", "Service unavailable"),  # of 503s, the one not raised as a ProblemError
 }
 # How soon a caller may retry when the database did not answer (it usually comes back in seconds).
 _DATABASE_RETRY_AFTER_SECONDS = "2"

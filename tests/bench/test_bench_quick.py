@@ -1,5 +1,5 @@
 """The benchmark in --quick mode: it runs end to end and reports sane numbers. No timing assertions:
-CI machines are too noisy for them; the README's Performance section has the real figures."""
+CI machines are too noisy for them; docs/performance.md has the real figures."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A short chaos soak in CI (the long one is documented in the README): random faults, late commits,
+"""A short chaos soak in CI (the long one is documented in docs/emulator.md): random faults, late commits,
 SIGKILLs, SIGSTOPs past the lease and rollback requests, then the invariant check of bench/chaos.py,
 which exits non-zero on any violation. The new kinds of chaos are made more likely than in a long run,
 so that 20 seconds exercise each of them."""

@@ -7,9 +7,16 @@ from typing import Any
 
 import pytest
 
-from tests.support.adobe_contract import assert_exchanges_valid, undocumented_statuses, validate_exchange
+from tests.support.adobe_contract import (
+    adobe_documents,  # noqa: F401 - the fixture, found by name: skips these tests without Adobe's documents
+    assert_exchanges_valid,
+    undocumented_statuses,
+    validate_exchange,
+)
 
 from .conftest import Api, create_chain, profile_base_body
+
+pytestmark = pytest.mark.usefixtures("adobe_documents")
 
 
 def _history(api: Api) -> list[dict[str, Any]]:

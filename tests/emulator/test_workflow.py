@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from flowservice_emulator.catalog import ADOBE_CAMPAIGN, ORACLE_ELOQUA, PROFILE_STORE
-from tests.support.adobe_contract import assert_exchanges_valid
+from tests.support.adobe_contract import adobe_documents, assert_exchanges_valid  # noqa: F401 - a fixture
 
 from .conftest import Api, spec_ref
 
@@ -36,6 +36,7 @@ def _ok(response: Any, status: int) -> Any:
     return response.json() if response.content else None
 
 
+@pytest.mark.usefixtures("adobe_documents")  # the exchanges are checked against Adobe's documents at the end
 @pytest.mark.parametrize(
     ("destination", "auth", "target_params"),
     [

@@ -10,7 +10,7 @@ import pytest
 
 from flowservice_emulator import EmulatorServer
 from tests.conftest import ADOBE_CLIENT_ID, ADOBE_ORG_ID, wait_terminal
-from tests.support.adobe_contract import validate_exchange
+from tests.support.adobe_contract import adobe_documents, validate_exchange  # noqa: F401 - a fixture
 from tests.support.gateway import GatewayProcess
 from tests.support.payloads import new_key, s3_request, sftp_password_request, sftp_ssh_request
 
@@ -96,6 +96,7 @@ def test_activation_succeeds_with_exactly_one_resource_of_each_kind(
         assert final["storage"]["accessId"] == "AKIA…MPLE"
 
 
+@pytest.mark.usefixtures("adobe_documents")
 def test_every_upstream_request_follows_adobe_rules(gateway: GatewayProcess, emulator: EmulatorServer) -> None:
     _, final = activate(gateway, s3_request())
     assert final["status"] == "succeeded"
@@ -129,24 +130,34 @@ def test_destination_lookup_is_case_insensitive(gateway: GatewayProcess, emulato
     assert_one_of_each(emulator, final["id"])
 
 
+def refused(gateway: GatewayProcess, body: dict[str, Any]) -> dict[str, Any]:
+    """The one field error of a 422 (the catalog check of contract §15)."""
+    with gateway.client() as client:
+        response = client.post("/activations", json=body, headers={"Idempotency-Key": new_key()})
+        listed = client.get("/activations").json()["items"]
+    assert response.status_code == 422, response.text
+    assert listed == [], "nothing was accepted"
+    errors: list[dict[str, Any]] = response.json()["errors"]
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
 def test_unknown_destination_fails_clearly_and_creates_nothing(
     gateway: GatewayProcess, emulator: EmulatorServer
 ) -> None:
-    _, final = activate(gateway, s3_request(destination="Carrier Pigeon Marketing"))
-    assert final["status"] == "failed"
-    assert final["error"]["step"] == "resolve_destination"
-    assert "Carrier Pigeon Marketing" in final["error"]["detail"]
-    assert final["error"]["type"].endswith("unknown-destination")
+    # Refused before it is accepted (the saga's own refusal, while the catalog cannot be read at
+    # accept time, is in test_destinations.py).
+    error = refused(gateway, s3_request(destination="Carrier Pigeon Marketing"))
+    assert error["path"] == "/destination"
+    assert "Adobe Campaign" in error["message"], "the valid names are listed"
     creates = [e for e in flow_service_requests(emulator) if e["method"] != "GET"]
     assert creates == []
-    assert all(v == [] for v in resources_of(emulator, final["id"]).values())
 
 
 def test_destination_without_the_storage_kind_fails(gateway: GatewayProcess, emulator: EmulatorServer) -> None:
     # Oracle Eloqua accepts SFTP only.
-    _, final = activate(gateway, s3_request(destination="Oracle Eloqua"))
-    assert final["status"] == "failed"
-    assert final["error"]["type"].endswith("unsupported-storage")
+    error = refused(gateway, s3_request(destination="Oracle Eloqua"))
+    assert error["path"] == "/storage/type" and "sftp" in error["message"]
     assert [e for e in flow_service_requests(emulator) if e["method"] != "GET"] == []
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 
+import httpx
 import psycopg
 import pytest
 
 from app.adapters.db.engine import create_engine
 from app.adapters.db.repository import ActivationRepository
+from flowservice_emulator import EmulatorServer
 from tests.conftest import truncate_all, wait_terminal
 from tests.support.gateway import GatewayProcess
 from tests.support.payloads import new_key, s3_request
@@ -60,10 +62,15 @@ async def test_reaper_deletes_only_expired_keys_of_finished_activations(database
 
 @pytest.mark.parametrize("destination", ["Adobe Campaign", "Carrier Pigeon Marketing"], ids=["succeeded", "failed"])
 def test_idempotency_key_retention_hours_is_honoured(
-    start_gateway: Callable[..., GatewayProcess], isolated_database: str, destination: str
+    start_gateway: Callable[..., GatewayProcess], isolated_database: str, emulator: EmulatorServer, destination: str
 ) -> None:
     """IDEMPOTENCY_KEY_RETENTION_HOURS, not a hard-coded 24 h, from the moment the activation ends."""
     gateway = start_gateway(IDEMPOTENCY_KEY_RETENTION_HOURS="72")
+    if destination != "Adobe Campaign":
+        # An unknown name is refused at once while the catalog can be read: fail this gateway's first
+        # read, so that the request is accepted and its saga fails it.
+        fault = {"method": "GET", "path": "/connectionSpecs", "status": 503, "times": 1}
+        httpx.post(f"{emulator.url}/_emulator/faults", json=fault).raise_for_status()
     with gateway.client() as client:
         response = client.post(
             "/activations", json=s3_request(destination=destination), headers={"Idempotency-Key": new_key()}

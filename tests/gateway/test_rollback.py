@@ -3,6 +3,7 @@ rollback in mid-flight, failing deletes, the events timeline, Prefer: wait, list
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -166,18 +167,25 @@ def test_prefer_wait_returns_200_when_terminal_in_time_and_202_otherwise(
 
 
 def test_list_filters_and_cursor_pagination_stable_under_inserts(
-    gateway: GatewayProcess, emulator: EmulatorServer
+    start_gateway: Callable[..., GatewayProcess], emulator: EmulatorServer
 ) -> None:
+    # A gateway of its own, reading the catalog on every request (nothing cached), so that one
+    # request can be accepted while the catalog is unreadable and fail in its saga: a known
+    # destination is refused at once otherwise.
+    gateway = start_gateway(SPEC_CACHE_TTL_SECONDS="0")
     with gateway.client() as client:
         ids = [
             client.post("/activations", json=s3_request(), headers={"Idempotency-Key": new_key()}).json()["id"]
             for _ in range(5)
         ]
+        for activation_id in ids:  # no saga reads the catalog any more: the next read is the check's
+            wait_terminal(client, activation_id)
+        fault = {"method": "GET", "path": "/connectionSpecs", "status": 503, "times": 1}
+        httpx.post(f"{emulator.url}/_emulator/faults", json=fault).raise_for_status()
         unknown = client.post(
             "/activations", json=s3_request(destination="Nowhere"), headers={"Idempotency-Key": new_key()}
         ).json()["id"]
-        for activation_id in [*ids, unknown]:
-            wait_terminal(client, activation_id)
+        wait_terminal(client, unknown)
         page1 = client.get("/activations", params={"limit": 2}).json()
         assert [a["id"] for a in page1["items"]] == [unknown, ids[4]], "newest first"
         client.post("/activations", json=s3_request(), headers={"Idempotency-Key": new_key()})  # insert meanwhile

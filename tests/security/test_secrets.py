@@ -82,9 +82,13 @@ def test_credentials_are_encrypted_and_erased_once_the_target_base_connection_ex
 def test_credentials_are_erased_when_the_activation_leaves_the_forward_path(
     start_gateway: StartGateway, emulator: EmulatorServer, isolated_database: str, ending: str
 ) -> None:
-    gateway = start_gateway()
+    # The accept-time catalog check gives up on a slow catalog at once; the saga still waits for it.
+    gateway = start_gateway(DESTINATION_CHECK_TIMEOUT_SECONDS="0.2")
     with gateway.client() as client:
         if ending == "failed":  # an unknown destination fails before any credential is used
+            # Refused at once while the catalog can be read: make this gateway's first read fail, so
+            # that the request is accepted and its saga finds the destination unknown.
+            add_fault(emulator, method="GET", path="/connectionSpecs", status=503, times=1)
             activation_id = post(client, s3_request(destination="No Such Destination")).json()["id"]
         else:  # a rollback requested before the target base connection was made
             add_latency(emulator, method="GET", path="/connectionSpecs", fixedMs=1500, randomMs=0)
@@ -215,7 +219,8 @@ def test_secrets_key_rotation_mid_saga(
     start_gateway: StartGateway, emulator: EmulatorServer, isolated_database: str
 ) -> None:
     old_key, new_key_ = Fernet.generate_key().decode(), Fernet.generate_key().decode()
-    first = start_gateway(SECRETS_KEY=old_key)
+    # (The accept-time catalog check gives up on the slow catalog at once; the saga waits for it.)
+    first = start_gateway(SECRETS_KEY=old_key, DESTINATION_CHECK_TIMEOUT_SECONDS="0.2")
     # resolve_destination waits on the catalog: the activation is accepted and claimed, its
     # credentials encrypted with the old key, but not yet used.
     latency = add_latency(emulator, method="GET", path="/connectionSpecs", fixedMs=3000, randomMs=0)

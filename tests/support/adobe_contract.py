@@ -4,10 +4,15 @@ Input is an emulator request-history entry (``GET /_emulator/requests``)::
 
     {"method", "path", "query", "headers", "body", "status", "responseHeaders", "responseBody", ...}
 
-Adobe publishes two documents that cover different parts of the API (see ``shared/adobe/README.md``), so a
-request or a response counts as valid when *either* document accepts it. The documents are read from
-``../shared/adobe/`` beside the repository (override with ``ADOBE_SPECS_DIR``); their ``servers`` are
-replaced by the bare base path so that any host and port match.
+Adobe publishes two documents that cover different parts of the API (see ``docs/adobe-specs.md``), so a
+request or a response counts as valid when *either* document accepts it. They are not in the repository:
+:mod:`devtools.adobe_specs` says where they are looked for (``ADOBE_SPECS_DIR``, else ``../shared/adobe/``
+beside the repository, else ``.adobe-specs/``, which ``python3 dev.py fetch-adobe-specs`` fills). Where they
+are missing, tests that need them are skipped with that explanation, or fail with ``REQUIRE_ADOBE_SPECS=1``
+(CI). Their ``servers`` are replaced by the bare base path so that any host and port match.
+
+Tests that need the documents ask for the :func:`adobe_documents` fixture (``usefixtures``), so that they stop
+before their other, costlier fixtures start.
 
 * :func:`validate_exchange` returns the problems of one exchange (empty list: valid).
 * :func:`assert_exchanges_valid` fails with every problem of a list of exchanges.
@@ -21,13 +26,13 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import pytest
 import yaml
 from openapi_core import OpenAPI
 from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound, ServerNotFound
@@ -35,9 +40,11 @@ from openapi_core.templating.responses.exceptions import ResponseNotFound
 from openapi_core.testing import MockRequest, MockResponse
 from werkzeug.datastructures import MultiDict  # openapi-core's own dependency
 
+from devtools import adobe_specs
+
 BASE_PATH = "/data/foundation/flowservice"
 IMS_TOKEN_PATH = "/ims/token/v3"
-SPEC_FILES = ("flow-service.yaml", "destinations.lenient.yaml")
+SPEC_FILES = adobe_specs.NEEDED
 _HOST = "http://flowservice.test"
 _ROUTING_ERRORS = (PathNotFound, OperationNotFound, ServerNotFound)
 
@@ -45,11 +52,23 @@ Entry = Mapping[str, Any]
 
 
 def specs_dir() -> Path:
-    override = os.environ.get("ADOBE_SPECS_DIR")
-    if override:
-        return Path(override)
-    repo_root = Path(__file__).resolve().parents[2]
-    return repo_root.parent / "shared" / "adobe"
+    """The folder holding the documents. Missing, the calling test is skipped with a message that names the files
+    and where they come from (a bare FileNotFoundError for a path outside the repository explains nothing); with
+    REQUIRE_ADOBE_SPECS=1 it fails instead, so that CI cannot lose the contract checks silently."""
+    folder = adobe_specs.locate(SPEC_FILES)
+    if folder is None:
+        message = adobe_specs.missing_message(SPEC_FILES)
+        if adobe_specs.required():
+            pytest.fail(f"{adobe_specs.REQUIRE_ENV} is set: {message}", pytrace=False)
+        pytest.skip(message)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def adobe_documents() -> Path:
+    """The documents' folder. Session-scoped so that it is set up, and skips, before the session-scoped emulator,
+    gateway and database fixtures of the tests that use it."""
+    return specs_dir()
 
 
 @functools.cache

@@ -148,17 +148,24 @@ class ActivationIntake:
                     response_status=response_status,
                     key_created_at=inserted["created_at"],
                 )
-            row = await self._db.fetchone(_EXISTING_KEY, {"client_id": new.client_id, "key": key})
-            if row is not None:
-                return IdempotentInsert(
-                    created=False,
-                    activation_id=row["activation_id"],
-                    request_fingerprint=row["request_fingerprint"],
-                    response_status=row["response_status"],
-                    key_created_at=row["created_at"],
-                )
+            existing = await self.existing(new.client_id, key)
+            if existing is not None:
+                return existing
             # The key was reaped between the two statements (it had expired): insert again.
         raise RuntimeError(f"idempotency key {key!r} keeps vanishing")
+
+    async def existing(self, client_id: str, key: str) -> IdempotentInsert | None:
+        """What an earlier request with this key created, if any."""
+        row = await self._db.fetchone(_EXISTING_KEY, {"client_id": client_id, "key": key})
+        if row is None:
+            return None
+        return IdempotentInsert(
+            created=False,
+            activation_id=row["activation_id"],
+            request_fingerprint=row["request_fingerprint"],
+            response_status=row["response_status"],
+            key_created_at=row["created_at"],
+        )
 
     async def record_response_status(self, client_id: str, key: str, status: int) -> None:
         """The answer a `Prefer: wait` request gave: replays of its key give the same."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -17,6 +18,23 @@ from .engine import sync_url
 
 # Any constant works; it only has to be the same for every process of this service.
 _MIGRATION_LOCK_ID = 0x4147_4D49
+
+# What Alembic says, at INFO, each time it sets up a migration context: also on every readiness probe
+# (current_revision), which must log at DEBUG only. "Running upgrade ..." lines keep their INFO.
+_SETUP_MESSAGES = frozenset({"Context impl %s.", "Will assume %s DDL."})
+
+
+class _SetupLinesAtDebug(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg not in _SETUP_MESSAGES:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        # The logger let the line through at INFO; at DEBUG it is kept only if DEBUG is enabled.
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+_ALEMBIC_MIGRATION_LOG = logging.getLogger("alembic.runtime.migration")
+_ALEMBIC_MIGRATION_LOG.addFilter(_SetupLinesAtDebug())
 
 
 def alembic_config(url: str | None = None) -> Config:

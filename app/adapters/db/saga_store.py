@@ -3,8 +3,8 @@ statement run straight on psycopg (statements.py: autocommit, a statement is its
 
 Why not SQLAlchemy here: these statements run about a dozen times per activation, and through
 SQLAlchemy (statement construction, cache-key generation, the greenlet bridge, result processing)
-they cost more of the gateway's CPU than the upstream calls themselves (bench/, README
-"Performance"). The statements are fixed text, built once per shape; the table definitions in
+they cost more of the gateway's CPU than the upstream calls themselves (bench/,
+docs/performance.md). The statements are fixed text, built once per shape; the table definitions in
 tables.py and the migrations stay the single source of the schema (column names are checked
 against them).
 

@@ -1,7 +1,7 @@
 """httpx's client API on aiohttp's wire: the transport under the Flow Service client.
 
 Why: per call, httpx's own transport (httpcore's pure-Python HTTP/1.1 and its pool bookkeeping)
-cost about twice the CPU of aiohttp's C-accelerated one (bench/ and README "Performance"), and
+cost about twice the CPU of aiohttp's C-accelerated one (bench/ and docs/performance.md), and
 seven calls per activation made it the largest cost after the database. The client code, its
 timeouts and its exceptions stay httpx's: this module maps aiohttp's errors onto httpx's, so that
 callers (retries, error messages) cannot tell the difference. Responses here are small JSON
