@@ -6,6 +6,8 @@ it, and after the retry's name lookup found nothing and created a second copy. R
 the activation's marker, so every copy can be found again by name: before the forward path ends and
 in every compensation, all resources named for a step are listed (every page), the recorded one is
 kept (forward) or deleted with the rest (compensation), and each other copy is deleted and reported.
+Only steps that ever sent more than one create, or whose create went unanswered, can have copies, so
+only those are listed (outcome_was_unknown): the fault-free path makes no extra call.
 
 A copy can still appear while a create may still commit, so both sweeps wait for that first: until
 the late-commit window has passed since the latest attempt of each create step whose outcome was

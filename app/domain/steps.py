@@ -15,7 +15,7 @@ from app.adapters.crypto import CredentialCipher
 from app.adapters.flowservice import FlowServiceError, ResourceKind
 
 from .catalog import PROFILE_STORE_SPEC_ID, SPEC_VERSION, DestinationCatalog, ResolvedDestination
-from .duplicates import Duplicate, settled_at
+from .duplicates import Duplicate, outcome_was_unknown, settled_at
 from .errors import StepFailed
 from .model import Activation
 from .upstream import LeasedFlowService
@@ -128,9 +128,20 @@ class CreateResourceStep(SagaStep):
         found = await ctx.upstream.find_all_by_name(self.kind, self.resource_name(ctx), sandbox=ctx.sandbox)
         return [str(item["id"]) for item in found]
 
+    def may_have_copies(self, ctx: StepContext) -> bool:
+        """Whether more than one create of this step may have reached Adobe. Every attempt is
+        recorded (attempts + 1) before its request leaves, and a worker past its lease sends
+        nothing, so a step whose only attempt was answered made exactly what it recorded: the
+        fault-free path costs no listing."""
+        return outcome_was_unknown(ctx.activation.steps[self.name])
+
     async def compensate(self, ctx: StepContext, recorded: str | None) -> Compensation:
         """Delete the recorded resource and every other copy named for this step: a creation whose
         answer never came, or came late, may have made one or more (404 counts as deleted)."""
+        if not self.may_have_copies(ctx):
+            if recorded is not None:
+                await ctx.upstream.delete(self.kind, recorded, sandbox=ctx.sandbox)
+            return Compensation(resource_id=recorded)
         copies = await self.copies(ctx)
         ids = list(dict.fromkeys([recorded, *copies] if recorded else copies))
         for resource_id in ids:
@@ -351,7 +362,7 @@ class VerifyFlow(SagaStep):
         duplicates: list[Duplicate] = []
         # Dependents first: a copy of a connection may be in use by a copy made after it (1418).
         for step in reversed(ctx.steps):
-            if isinstance(step, CreateResourceStep):
+            if isinstance(step, CreateResourceStep) and step.may_have_copies(ctx):
                 duplicates.extend(await step.remove_duplicates(ctx))
         return StepResult(activation_values={"flow_etag": flow.get("etag")}, duplicates=duplicates)
 

@@ -14,7 +14,12 @@ import pytest
 
 from flowservice_emulator import EmulatorServer
 from tests.conftest import wait_for, wait_terminal
-from tests.gateway.test_activation_e2e import assert_flow_lists, assert_one_of_each, resources_of
+from tests.gateway.test_activation_e2e import (
+    assert_flow_lists,
+    assert_one_of_each,
+    flow_service_requests,
+    resources_of,
+)
 from tests.gateway.test_faults import STEP_FAULTS, add_fault
 from tests.support.gateway import GatewayProcess
 from tests.support.payloads import new_key, s3_request
@@ -93,6 +98,16 @@ def test_a_late_commit_leaves_exactly_one_resource_of_each_kind(
         assert [(e["step"], e["data"]["kind"]) for e in duplicates] == [(step, KIND_OF[step])], duplicates
         assert duplicates[0]["data"]["resourceId"] != recorded[step]
         assert duplicates_metric(client, KIND_OF[step]) >= 1
+
+
+def test_without_faults_no_lookup_by_name_is_made(gateway: GatewayProcess, emulator: EmulatorServer) -> None:
+    """A create answered on its first attempt made exactly what it recorded: the sweeps list
+    nothing on the fault-free path (which the benchmark measures)."""
+    with gateway.client() as client:
+        final = run(client, s3_request())
+    assert final["status"] == "succeeded", final
+    lookups = [e for e in flow_service_requests(emulator) if "name%3D%3D" in e["query"]]
+    assert lookups == []
 
 
 def test_compensation_deletes_every_copy_even_one_committed_late(
