@@ -132,7 +132,7 @@ class Emulator:
 class Call:
     """What invariant 6 needs of one upstream call in the emulator's history."""
 
-    time: float
+    time: float  # when the request reached the emulator: answers may come later than the request left
     method: str
     path: str
     activations: frozenset[str]  # ids named in the body or the query ("[ag:<id>]")
@@ -172,7 +172,8 @@ def parse_call(entry: dict[str, Any]) -> tuple[int, Call] | None:
     if match is None or entry.get("lateCommitOf") is not None:
         return None
     text = json.dumps(entry.get("body")) + unquote_plus(entry.get("query") or "")
-    return int(match[1]), Call(entry["time"], entry["method"], entry["path"], frozenset(ACTIVATION_TAG.findall(text)))
+    arrived = entry.get("receivedAt", entry["time"])
+    return int(match[1]), Call(arrived, entry["method"], entry["path"], frozenset(ACTIVATION_TAG.findall(text)))
 
 
 @dataclass

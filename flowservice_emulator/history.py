@@ -31,6 +31,7 @@ class _Exchange:
 
     seq: int
     time: float
+    received_at: float
     method: str
     path: str
     query: str
@@ -59,6 +60,7 @@ class _Exchange:
         return {
             "seq": self.seq,
             "time": self.time,
+            "receivedAt": self.received_at,
             "method": self.method,
             "path": self.path,
             "query": mask_query(query, secret),
@@ -108,11 +110,15 @@ class RequestHistory:
         fault: str | None,
         sandbox: str | None,
         late_commit_of: int | None = None,
+        received_at: float | None = None,
     ) -> int:
-        """Keep one exchange; returns its ``seq``."""
+        """Keep one exchange; returns its ``seq``. ``received_at``: when the request arrived (wall
+        clock), before any latency or fault; ``time`` is when it was answered."""
+        now = time.time()
         exchange = _Exchange(
             seq=next(self._seq),
-            time=time.time(),
+            time=now,
+            received_at=now if received_at is None else received_at,
             method=method,
             path=path,
             query=query,

@@ -45,6 +45,7 @@ class EmulatorMiddleware:
             await self.app(scope, receive, send)
             return
         received = time.monotonic()
+        received_at = time.time()  # for the history: when the caller's request arrived
         headers: list[tuple[bytes, bytes]] = list(scope["headers"])
         request_id = _header(headers, REQUEST_ID_HEADER) or str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
@@ -66,7 +67,7 @@ class EmulatorMiddleware:
         response.headers.append((REQUEST_ID_HEADER, request_id.encode("latin-1")))
 
         dropped = fault is not None and fault.failure == "drop"
-        seq = self._record(scope, headers, body, None if dropped else response, fault)
+        seq = self._record(scope, headers, body, None if dropped else response, fault, received_at=received_at)
         if fault is not None and fault.mode == "late_commit":
             self._schedule_late_commit(fault, scope, headers, body, request_id, seq, received)
 
@@ -148,6 +149,7 @@ class EmulatorMiddleware:
         response: CapturedResponse | None,
         fault: FaultRule | None,
         late_commit_of: int | None = None,
+        received_at: float | None = None,
     ) -> int:
         path: str = scope["path"]
         sandbox = None
@@ -165,6 +167,7 @@ class EmulatorMiddleware:
             fault=fault.id if fault else None,
             sandbox=sandbox,
             late_commit_of=late_commit_of,
+            received_at=received_at,
         )
 
 

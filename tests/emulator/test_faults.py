@@ -169,9 +169,11 @@ def test_state_and_history_shapes(api: Api) -> None:
     assert entry["body"]["name"] == "Campaign S3"
     assert entry["status"] == 201 and entry["responseBody"] == created
     assert entry["sandbox"] == "prod" and entry["fault"] is None
+    assert entry["receivedAt"] <= entry["time"], "a request arrives before it is answered"
     assert set(entry) == {
         "seq",
         "time",
+        "receivedAt",
         "method",
         "path",
         "query",
