@@ -20,12 +20,16 @@ from tests.support.payloads import new_key, sftp_password_request
 StartGateway = Callable[..., GatewayProcess]
 
 
-def target_hosts(emulator: EmulatorServer) -> list[str]:
-    """The SFTP hosts of the target base connections Adobe (the emulator) was asked to create."""
+def target_hosts(emulator: EmulatorServer, activation_ids: set[str]) -> list[str]:
+    """The SFTP hosts of the target base connections Adobe (the emulator) was asked to create for
+    these activations (the emulator is shared: another test's gateway may still be finishing)."""
     return [
         call["body"]["auth"]["params"]["host"]
         for call in flow_service_calls(emulator)
-        if call["method"] == "POST" and call["path"].endswith("/connections") and (call.get("body") or {}).get("auth")
+        if call["method"] == "POST"
+        and call["path"].endswith("/connections")
+        and (call.get("body") or {}).get("auth")
+        and any(f"[ag:{i}]" in str(call["body"].get("name")) for i in activation_ids)
     ]
 
 
@@ -54,7 +58,8 @@ def test_allowed_private_hosts_are_accepted_and_others_still_refused(
     for host, final in accepted.items():
         assert final["status"] == "succeeded", final
         assert final["storage"]["host"] == host.strip("[]"), "an IPv6 address is kept and sent without brackets"
-    assert target_hosts(emulator) == ["10.20.3.4", "sftp.internal", "fd00:20::7", "::ffff:10.20.0.9"]
+    ids = {final["id"] for final in accepted.values()}
+    assert target_hosts(emulator, ids) == ["10.20.3.4", "sftp.internal", "fd00:20::7", "::ffff:10.20.0.9"]
 
 
 def _storage() -> dict[str, object]:
