@@ -22,6 +22,9 @@ import psutil  # type: ignore[import-untyped]  # a dependency of embedded-postgr
 import pytest
 
 import dev
+
+# CONFIG: unset, as on a machine with nothing configured (the embedded PostgreSQL, the built-in emulator).
+from tests.gateway.test_default_run import CONFIG
 from tests.support.gateway import free_port
 
 pytestmark = [
@@ -30,18 +33,6 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
-# Unset, as on a machine with nothing configured: the embedded PostgreSQL and the built-in emulator.
-CONFIG = (
-    "DATABASE_URL",
-    "FLOW_SERVICE_URL",
-    "IMS_TOKEN_URL",
-    "ADOBE_CLIENT_ID",
-    "ADOBE_CLIENT_SECRET",
-    "ADOBE_ORG_ID",
-    "SECRETS_KEY",
-    "API_KEYS",
-    "DEV_MODE",
-)
 
 
 @pytest.fixture(scope="module")
