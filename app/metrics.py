@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from app.adapters.db.stats import QueueStats
-from app.adapters.flowservice import UpstreamCall
+from app.domain.ports import UpstreamCall
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # A step includes its retries and backoff; an activation includes queueing and every step.

@@ -22,12 +22,12 @@ from app.adapters.crypto import CredentialCipher, SecretsError, development_key
 from app.adapters.db.engine import create_engine
 from app.adapters.db.intake import ActivationIntake
 from app.adapters.db.migrate import current_revision, head_revision
-from app.adapters.db.notifications import TerminalWatcher
+from app.adapters.db.notifications import Notifications
 from app.adapters.db.repository import ActivationRepository
 from app.adapters.db.saga_store import SagaStore
 from app.adapters.db.statements import StatementPool
 from app.adapters.db.stats import queue_stats
-from app.adapters.flowservice import FlowServiceClient, TokenProvider, UpstreamCall, call_events
+from app.adapters.flowservice import FlowServiceClient, TokenProvider, UpstreamCall
 from app.adapters.flowservice.client import build_http_client, build_transport, upstream_timeout
 from app.api.auth import ApiKeyRegistry
 from app.domain.catalog import DestinationCatalog, DestinationCheck
@@ -175,8 +175,9 @@ class Runtime:
         self.saga_store = SagaStore(
             self.worker_statements, key_retention_hours=settings.idempotency_key_retention_hours
         )
-        # Answers `Prefer: wait` as soon as the worker reports the activation terminal.
-        self.terminal_watcher = TerminalWatcher(self.deployment.database_url)
+        # One LISTEN connection: wakes the worker for new work, and answers `Prefer: wait` as soon as
+        # the worker reports the activation terminal.
+        self.notifications = Notifications(self.deployment.database_url)
         verify = adobe_tls(settings)
         self.identity = process_identity()
         # Names the process: Adobe support (or a test) can tell which worker made a call.
@@ -239,7 +240,7 @@ class Runtime:
                 self.repository,
                 self.saga_store,
                 self.runner,
-                database_url=self.deployment.database_url,
+                signal=self.notifications,
                 owner=self.identity,
                 concurrency=settings.worker_concurrency,
                 lease_seconds=settings.lease_seconds,
@@ -259,6 +260,8 @@ class Runtime:
         raise ConfigurationError("SECRETS_KEY is required outside development mode")
 
     async def _on_upstream(self, call: UpstreamCall) -> None:
+        """Metrics and a log line for every upstream call; an operation's own record of its calls
+        (its timeline) is kept by its leased wrapper (app/domain/upstream.py)."""
         self.metrics.observe_upstream(call)
         log.info(
             "upstream call",
@@ -270,28 +273,6 @@ class Runtime:
             adobe_request_id=call.adobe_request_id,
             **call.context,
         )
-        activation_id = call.context.get("activation_id")
-        if activation_id:
-            data = {
-                "method": call.method,
-                "path": call.path,
-                "status": call.status,
-                "durationMs": call.duration_ms,
-                "attempt": call.context.get("attempt"),
-                "requestId": call.request_id,
-                "adobeRequestId": call.adobe_request_id,
-                "error": call.error,
-            }
-            buffer = call_events.get()
-            if buffer is not None:
-                # A saga is running: its next fenced write records this row (see observe.call_events).
-                buffer.append(
-                    {"activation_id": activation_id, "type": "upstream", "step": call.context.get("step"), "data": data}
-                )
-                return
-            await self.repository.add_event(
-                activation_id, "upstream", call.context.get("step"), data, epoch=call.context.get("epoch")
-            )
 
     def begin_draining(self) -> None:
         """Shutdown has begun: readiness fails from now on so traffic moves elsewhere, while the
@@ -337,7 +318,7 @@ class Runtime:
         if self._worker_task is not None:
             self._worker_task.cancel()
             await asyncio.gather(self._worker_task, return_exceptions=True)
-        await self.terminal_watcher.stop()
+        await self.notifications.stop()
         await self.http.aclose()
         await self.api_statements.close()
         await self.worker_statements.close()

@@ -267,7 +267,7 @@ async def _wait_for_terminal(runtime: Runtime, activation_id: uuid.UUID, wait: f
     # Woken by the worker's NOTIFY on the terminal transition (milliseconds, where a 100 ms poll
     # added 50 ms on average); the status is still read every _WAIT_POLL_SECONDS in case a
     # notification was lost while the listener reconnected.
-    with runtime.terminal_watcher.watch(activation_id) as changed:
+    with runtime.notifications.watch(activation_id) as changed:
         while True:
             changed.clear()
             activation = await runtime.intake.current(activation_id)

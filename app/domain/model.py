@@ -27,6 +27,9 @@ class Lease:
     # The two branches of a run write concurrently; their writes (and the upstream-call events each
     # one carries) must reach the database in the order they were taken.
     writes: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
+    # The event rows of the run's upstream calls, recorded by its LeasedFlowService (upstream.py)
+    # and taken by its next fenced write.
+    calls: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)
 
     def ensure(self) -> None:
         if time.monotonic() >= self.valid_until:

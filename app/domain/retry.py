@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
-from app.adapters.flowservice.errors import UpstreamError
+from .ports import UpstreamError
 
 
 def is_retryable(exc: BaseException) -> bool:

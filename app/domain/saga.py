@@ -13,20 +13,16 @@ from typing import Any
 
 import structlog
 
-from app.adapters.crypto import CredentialCipher
-from app.adapters.db.saga_store import SagaStore, StepWrite
-from app.adapters.flowservice import FlowServiceClient, call_context, call_events
-from app.adapters.flowservice.errors import UpstreamError
-
 from .catalog import DestinationCatalog
 from .duplicates import Duplicate
 from .errors import StepFailed
 from .lifecycle import ActivationStatus, StepStatus
 from .model import Activation, Lease, LeaseLost
 from .observer import NullSagaObserver, SagaObserver
+from .ports import Cipher, FlowService, SagaStore, StepWrite, UpstreamError
 from .retry import RetryPolicy
 from .steps import SAGA_STEPS, SagaStep, StepContext, StepResult
-from .upstream import LeasedFlowService
+from .upstream import LeasedFlowService, take_calls
 
 log = structlog.get_logger(__name__)
 
@@ -56,9 +52,9 @@ class SagaRunner:
     def __init__(
         self,
         store: SagaStore,
-        client: FlowServiceClient,
+        client: FlowService,
         catalog: DestinationCatalog,
-        cipher: CredentialCipher,
+        cipher: Cipher,
         *,
         retry: RetryPolicy,
         auto_compensate: bool = True,
@@ -89,16 +85,9 @@ class SagaRunner:
         self._stopping.set()
 
     async def run(self, lease: Lease) -> ActivationStatus:
-        # The upstream calls of this run are buffered here and written with the next outcome the
-        # saga records (one statement per step instead of one more per call); the step's start
-        # was recorded before any of them was sent. See adapters/flowservice/observe.py.
-        token = call_events.set([])
-        try:
-            return await self._run(lease)
-        finally:
-            call_events.reset(token)
-
-    async def _run(self, lease: Lease) -> ActivationStatus:
+        # The upstream calls of this run are recorded on its lease and written with the next
+        # outcome the saga records (one statement per step instead of one more per call); the
+        # step's start was recorded before any of them was sent. See upstream.py.
         first_steps = () if self._stopping.is_set() else self._first_steps
         activation, started = await self._store.begin_run(lease, first_steps=first_steps)
         status = activation.status
@@ -138,7 +127,7 @@ class SagaRunner:
         notes: Sequence[dict[str, Any]] = (),
         **kwargs: Any,
     ) -> StepWrite:
-        rows = _take_events()
+        rows = take_calls(lease)
         if event is not None:
             rows.append({"type": event_type, "step": step, "data": event})
         rows.extend(notes)
@@ -149,7 +138,7 @@ class SagaRunner:
     ) -> ActivationStatus:
         """The status reached, which a requested rollback may have decided (see the store)."""
         async with lease.writes:
-            return await self._store.set_status(lease, current, *path, events=_take_events(), **kwargs)
+            return await self._store.set_status(lease, current, *path, events=take_calls(lease), **kwargs)
 
     # ------------------------------------------------------------------ forward
     async def _forward(self, lease: Lease, activation: Activation, started: dict[str, int]) -> ActivationStatus:
@@ -289,18 +278,15 @@ class SagaRunner:
 
     async def _attempt(self, run: _ForwardRun, step: SagaStep, attempt: int) -> StepResult:
         lease, activation = run.lease, run.activation
-        token = call_context.set(
-            {"activation_id": str(activation.id), "step": step.name, "attempt": attempt, "epoch": lease.epoch}
-        )
         try:
-            return await step.forward(self._context(lease, activation, attempt))
+            return await step.forward(
+                self._context(lease, activation, attempt, {"step": step.name, "attempt": attempt})
+            )
         except UpstreamError as exc:
             if exc.retryable:
                 self._observer.step_retried(step.name, _retry_reason(exc))
                 await self._write(lease, step.name, event_type="retry", event={"attempt": attempt, "error": str(exc)})
             raise
-        finally:
-            call_context.reset(token)
 
     async def _record_failure(self, run: _ForwardRun, step: SagaStep, problem: dict[str, Any]) -> None:
         run.failures.append(StepFailure(step=step.name, problem=problem))  # starts nothing more
@@ -413,20 +399,13 @@ class SagaRunner:
                     # `attempts` counts forward attempts; compensation attempts show in the events.
                     number = attempt.retry_state.attempt_number
                     await self._write(lease, step.name, values={"status": StepStatus.COMPENSATING.value})
-                    ctx = self._context(lease, activation, state.attempts + number)
-                    token = call_context.set(
-                        {
-                            "activation_id": str(activation.id),
-                            "step": step.name,
-                            "attempt": number,
-                            "epoch": lease.epoch,
-                            "compensation": True,
-                        }
+                    ctx = self._context(
+                        lease,
+                        activation,
+                        state.attempts + number,
+                        {"step": step.name, "attempt": number, "compensation": True},
                     )
-                    try:
-                        undone = await step.compensate(ctx, resource_id)
-                    finally:
-                        call_context.reset(token)
+                    undone = await step.compensate(ctx, resource_id)
         except UpstreamError as exc:
             problem = _problem_from_upstream(step.name, exc)
             await self._write(
@@ -466,10 +445,13 @@ class SagaRunner:
             )
         return [{"type": "duplicate", "step": d.step, "data": d.event()} for d in duplicates]
 
-    def _context(self, lease: Lease, activation: Activation, attempt: int) -> StepContext:
+    def _context(
+        self, lease: Lease, activation: Activation, attempt: int, labels: dict[str, Any] | None = None
+    ) -> StepContext:
+        """What a step attempt works with; ``labels`` name its upstream calls (step, attempt)."""
         return StepContext(
             activation=activation,
-            upstream=LeasedFlowService(self._client, lease),
+            upstream=LeasedFlowService(self._client, lease, **(labels or {})),
             catalog=self._catalog,
             cipher=self._cipher,
             attempt=attempt,
@@ -493,18 +475,6 @@ class _ForwardRun:
         if written.rollback_requested and self.activation.rollback_requested_at is None:
             # Acted upon once the steps in flight are done: nothing new starts meanwhile.
             self.activation.rollback_requested_at = finished_at or datetime.now(UTC)
-
-
-def _take_events() -> list[dict[str, Any]]:
-    """The upstream-call rows buffered so far (in the order the calls finished), emptied. Taken
-    under the lease's write lock, just before the write that carries them: writes reach the
-    database in the order they took their rows, so the timeline keeps call order."""
-    buffer = call_events.get()
-    if not buffer:
-        return []
-    rows = buffer[:]
-    buffer.clear()
-    return rows
 
 
 def _retry_reason(exc: UpstreamError) -> str:

@@ -11,13 +11,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from app.adapters.crypto import CredentialCipher
-from app.adapters.flowservice import FlowServiceError, ResourceKind
-
 from .catalog import PROFILE_STORE_SPEC_ID, SPEC_VERSION, DestinationCatalog, ResolvedDestination
 from .duplicates import Duplicate, outcome_was_unknown, settled_at
 from .errors import StepFailed
 from .model import Activation
+from .ports import Cipher, ResourceKind, UpstreamStatusError
 from .upstream import LeasedFlowService
 
 SEGMENT_SELECTORS = "/transformations/0/params/segmentSelectors/selectors"
@@ -31,7 +29,7 @@ class StepContext:
     activation: Activation
     upstream: LeasedFlowService
     catalog: DestinationCatalog
-    cipher: CredentialCipher
+    cipher: Cipher
     attempt: int  # 1-based, counted in the database across restarts
     # The saga's steps (the duplicate sweeps visit every create) and how long an unanswered
     # create may still commit upstream (see duplicates.py).
@@ -330,7 +328,7 @@ class ActivateSegments(SagaStep):
                 new_etag = await ctx.upstream.patch(
                     ResourceKind.FLOWS, flow_id, operations, etag=etag, sandbox=ctx.sandbox
                 )
-            except FlowServiceError as exc:
+            except UpstreamStatusError as exc:
                 if exc.status != 412:
                     raise
                 flow = await ctx.upstream.get(ResourceKind.FLOWS, flow_id, sandbox=ctx.sandbox)

@@ -2,7 +2,7 @@
 
 Claims use ``FOR UPDATE SKIP LOCKED`` so any number of processes can share one database; a claim is
 a lease with an epoch (fencing token) that a heartbeat renews; expired leases are claimed again by
-anyone. New work is signalled with LISTEN/NOTIFY, with a short poll as the safety net.
+anyone. New work is signalled through the WorkSignal port (LISTEN/NOTIFY), with a short poll as the safety net.
 """
 
 from __future__ import annotations
@@ -12,15 +12,10 @@ import contextlib
 import time
 import uuid
 
-import psycopg
 import structlog
 
-from app.adapters.db.engine import libpq_url
-from app.adapters.db.intake import NOTIFY_CHANNEL
-from app.adapters.db.repository import ActivationRepository
-from app.adapters.db.saga_store import SagaStore
-
 from .model import Lease, LeaseLost
+from .ports import Housekeeping, SagaStore, WorkSignal
 from .saga import SagaRunner
 
 log = structlog.get_logger(__name__)
@@ -29,8 +24,8 @@ log = structlog.get_logger(__name__)
 _LEASE_SAFETY = 0.8
 _REAP_INTERVAL_SECONDS = 600.0
 _ERROR_BACKOFF_SECONDS = 5.0
-# While the database is unreachable the claim loop and the LISTEN connection retry this often
-# (doubling from the first to the most): they come back within about a second of it answering.
+# While the database is unreachable the claim loop retries this often (doubling from the first to
+# the most): it comes back within about a second of it answering.
 _DB_RETRY_FIRST_SECONDS = 0.5
 _DB_RETRY_MAX_SECONDS = 1.0
 
@@ -38,20 +33,20 @@ _DB_RETRY_MAX_SECONDS = 1.0
 class Worker:
     def __init__(
         self,
-        repository: ActivationRepository,
+        housekeeping: Housekeeping,
         store: SagaStore,
         runner: SagaRunner,
         *,
-        database_url: str,
+        signal: WorkSignal,
         owner: str,
         concurrency: int,
         lease_seconds: float,
         poll_interval: float,
     ) -> None:
-        self._repo = repository
+        self._housekeeping = housekeeping
         self._store = store
         self._runner = runner
-        self._database_url = database_url
+        self._signal = signal
         self._concurrency = concurrency
         self._lease_seconds = lease_seconds
         self._poll_interval = poll_interval
@@ -193,31 +188,14 @@ class Worker:
             lease.valid_until = started + self._lease_seconds * _LEASE_SAFETY
 
     async def _listen(self) -> None:
-        """Wake the claim loop on NOTIFY; reconnect quietly, polling covers any gap."""
-        delay = _DB_RETRY_FIRST_SECONDS
-        while not self._stopping.is_set():
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    libpq_url(self._database_url), autocommit=True
-                ) as conn:
-                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    delay = _DB_RETRY_FIRST_SECONDS
-                    # What was posted while nobody listened sent its NOTIFY to no one: look now.
-                    self._wake.set()
-                    async for _ in conn.notifies():
-                        self._wake.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("listen connection lost", error=type(exc).__name__)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _DB_RETRY_MAX_SECONDS)
+        """Wake the claim loop on every signal (the signal reconnects on its own; polling covers any gap)."""
+        await self._signal.listen(self._wake.set)
 
     async def _maybe_reap(self) -> None:
         now = time.monotonic()
         if now - self._last_reap < _REAP_INTERVAL_SECONDS:
             return
         self._last_reap = now
-        removed = await self._repo.reap_idempotency_keys()
+        removed = await self._housekeeping.reap_idempotency_keys()
         if removed:
             log.info("reaped idempotency keys", count=removed)

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import functools
 import itertools
-import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from app.domain.lifecycle import ActivationStatus, check_transition, yields_to_rollback
 from app.domain.model import Activation, Lease, LeaseLost
+from app.domain.ports import ClaimedLease, EventRows, StepWrite
 
 from .snapshot import LOAD_ACTIVATION, STEP_ROWS, activation_from_row
 from .statements import StatementPool
@@ -132,25 +131,6 @@ def _insert_events(source: str, more_rows: str = "") -> str:
 
 _ACTIVATION_COLUMNS = frozenset(activations.c.keys())
 _STEP_TABLE_COLUMNS = frozenset(activation_steps.c.keys())
-
-EventRows = Sequence[Mapping[str, Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedLease:
-    activation_id: uuid.UUID
-    epoch: int
-
-
-@dataclass(frozen=True, slots=True)
-class StepWrite:
-    """What a fenced step write reports back."""
-
-    rollback_requested: bool
-    # The steps this write started, with their attempt numbers.
-    started: dict[str, int]
-    # The write ended the run: the activation is succeeded (see write_step's ``complete``).
-    completed: bool = False
 
 
 class SagaStore:

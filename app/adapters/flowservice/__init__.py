@@ -1,9 +1,10 @@
 """Adobe Flow Service and IMS: an owned, pooled httpx client with typed errors."""
 
-from .client import Created, FlowServiceClient, Guard, ResourceKind
+from app.domain.ports import Created, Guard, ResourceKind, UpstreamCall
+
+from .client import FlowServiceClient
 from .errors import FlowServiceError, UpstreamUnavailable
 from .ims import TokenProvider
-from .observe import UpstreamCall, call_context, call_events
 
 __all__ = [
     "Created",
@@ -14,6 +15,4 @@ __all__ = [
     "TokenProvider",
     "UpstreamCall",
     "UpstreamUnavailable",
-    "call_context",
-    "call_events",
 ]

@@ -9,35 +9,18 @@ from __future__ import annotations
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
+from app.domain.ports import CallLog, Created, Guard, ResourceKind, UpstreamCall
+
 from .errors import FlowServiceError, UpstreamUnavailable
 from .ims import TokenProvider
-from .observe import CallObserver, UpstreamCall, call_context
+from .observe import CallObserver
 from .redact import sensitive_values
 from .transport import BEFORE_SEND, AiohttpTransport
-
-# Raises when the caller may no longer send (the saga's lease expired): checked right before each
-# request leaves the process, and what it raises comes out of the call unchanged.
-Guard = Callable[[], None]
-
-
-class ResourceKind(StrEnum):
-    CONNECTIONS = "connections"
-    SOURCE_CONNECTIONS = "sourceConnections"
-    TARGET_CONNECTIONS = "targetConnections"
-    FLOWS = "flows"
-
-
-@dataclass(frozen=True, slots=True)
-class Created:
-    id: str
-    etag: str | None
 
 
 class FlowServiceClient:
@@ -76,13 +59,14 @@ class FlowServiceClient:
         sandbox: str,
         params: Mapping[str, str] | None = None,
         guard: Guard | None = None,
+        log: CallLog | None = None,
     ) -> list[dict[str, Any]]:
         """Every item of a list endpoint, following ``_links.next`` / continuation tokens."""
         items: list[dict[str, Any]] = []
         query: dict[str, str] = dict(params or {})
         path = f"/{collection}"
         for _ in range(1000):  # a hard stop in case the upstream keeps handing out tokens
-            body = await self._call("GET", path, sandbox=sandbox, endpoint=path, params=query, guard=guard)
+            body = await self._call("GET", path, sandbox=sandbox, endpoint=path, params=query, guard=guard, log=log)
             items.extend(body.get("items", []))
             token = _continuation_token(body)
             if not token:
@@ -92,17 +76,34 @@ class FlowServiceClient:
 
     # --- resources -----------------------------------------------------------------------------
     async def create(
-        self, kind: ResourceKind, body: dict[str, Any], *, sandbox: str, guard: Guard | None = None
+        self,
+        kind: ResourceKind,
+        body: dict[str, Any],
+        *,
+        sandbox: str,
+        guard: Guard | None = None,
+        log: CallLog | None = None,
     ) -> Created:
         path = f"/{kind.value}"
-        data = await self._call("POST", path, sandbox=sandbox, endpoint=path, json=body, guard=guard)
+        data = await self._call("POST", path, sandbox=sandbox, endpoint=path, json=body, guard=guard, log=log)
         return Created(id=str(data["id"]), etag=data.get("etag"))
 
     async def get(
-        self, kind: ResourceKind, resource_id: str, *, sandbox: str, guard: Guard | None = None
+        self,
+        kind: ResourceKind,
+        resource_id: str,
+        *,
+        sandbox: str,
+        guard: Guard | None = None,
+        log: CallLog | None = None,
     ) -> dict[str, Any]:
         data = await self._call(
-            "GET", f"/{kind.value}/{resource_id}", sandbox=sandbox, endpoint=f"/{kind.value}/{{id}}", guard=guard
+            "GET",
+            f"/{kind.value}/{resource_id}",
+            sandbox=sandbox,
+            endpoint=f"/{kind.value}/{{id}}",
+            guard=guard,
+            log=log,
         )
         items = data.get("items") or []
         if not items:
@@ -118,20 +119,20 @@ class FlowServiceClient:
         return item
 
     async def find_by_name(
-        self, kind: ResourceKind, name: str, *, sandbox: str, guard: Guard | None = None
+        self, kind: ResourceKind, name: str, *, sandbox: str, guard: Guard | None = None, log: CallLog | None = None
     ) -> dict[str, Any] | None:
         """The resource an earlier, unanswered create may have made (names are unique per activation)."""
-        matches = await self.find_all_by_name(kind, name, sandbox=sandbox, guard=guard)
+        matches = await self.find_all_by_name(kind, name, sandbox=sandbox, guard=guard, log=log)
         return matches[0] if matches else None
 
     async def find_all_by_name(
-        self, kind: ResourceKind, name: str, *, sandbox: str, guard: Guard | None = None
+        self, kind: ResourceKind, name: str, *, sandbox: str, guard: Guard | None = None, log: CallLog | None = None
     ) -> list[dict[str, Any]]:
         """Every resource of ``kind`` named ``name``, through all pages: also the duplicates a create
         that committed late may have left behind. The filter only narrows the listing (a comma in its
         value means "or"), so equality is checked here."""
         params = {"property": f"name=={name}", "limit": "100"}
-        items = await self.list_all(kind.value, sandbox=sandbox, params=params, guard=guard)
+        items = await self.list_all(kind.value, sandbox=sandbox, params=params, guard=guard, log=log)
         return [item for item in items if item.get("name") == name]
 
     async def patch(
@@ -143,6 +144,7 @@ class FlowServiceClient:
         etag: str,
         sandbox: str,
         guard: Guard | None = None,
+        log: CallLog | None = None,
     ) -> str | None:
         """JSON Patch guarded by the etag, sent exactly as received (with its quotes).
 
@@ -156,11 +158,20 @@ class FlowServiceClient:
             json=operations,
             headers={"If-Match": etag},
             guard=guard,
+            log=log,
         )
         etag_value = data.get("etag")
         return str(etag_value) if etag_value else None
 
-    async def delete(self, kind: ResourceKind, resource_id: str, *, sandbox: str, guard: Guard | None = None) -> bool:
+    async def delete(
+        self,
+        kind: ResourceKind,
+        resource_id: str,
+        *,
+        sandbox: str,
+        guard: Guard | None = None,
+        log: CallLog | None = None,
+    ) -> bool:
         """Delete; False when it was already gone (404 counts as done)."""
         try:
             await self._call(
@@ -169,12 +180,30 @@ class FlowServiceClient:
                 sandbox=sandbox,
                 endpoint=f"/{kind.value}/{{id}}",
                 guard=guard,
+                log=log,
             )
         except FlowServiceError as exc:
             if exc.status == 404:
                 return False
             raise
         return True
+
+    async def flow_action(
+        self, flow_id: str, op: str, *, sandbox: str, guard: Guard | None = None, log: CallLog | None = None
+    ) -> str | None:
+        """Enable or disable a flow (``op``: enable or disable; Adobe takes no body and no
+        If-Match). Returns the new etag, if the answer carried one."""
+        data = await self._call(
+            "POST",
+            f"/flows/{flow_id}/action",
+            sandbox=sandbox,
+            endpoint="/flows/{id}/action",
+            params={"op": op},
+            guard=guard,
+            log=log,
+        )
+        etag_value = data.get("etag")
+        return str(etag_value) if etag_value else None
 
     # --- plumbing ----------------------------------------------------------------------------------
     async def _call(
@@ -188,6 +217,7 @@ class FlowServiceClient:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         guard: Guard | None = None,
+        log: CallLog | None = None,
     ) -> dict[str, Any]:
         """One logical call; a 401 triggers exactly one token refresh and one retry."""
         for refreshed in (False, True):
@@ -223,11 +253,11 @@ class FlowServiceClient:
                 response = await self._transport.handle_async_request(request)
                 await response.aread()
             except httpx.TransportError as exc:
-                await self._observe(method, path, endpoint, None, started, request_id, None, type(exc).__name__)
+                await self._observe(log, method, path, endpoint, None, started, request_id, None, type(exc).__name__)
                 raise UpstreamUnavailable(method=method, path=path, reason=_describe(exc)) from None
             adobe_request_id = response.headers.get("x-request-id")
             await self._observe(
-                method, path, endpoint, response.status_code, started, request_id, adobe_request_id, None
+                log, method, path, endpoint, response.status_code, started, request_id, adobe_request_id, None
             )
             if response.status_code == 401 and not refreshed:
                 await self._tokens.invalidate(token)
@@ -245,6 +275,7 @@ class FlowServiceClient:
 
     async def _observe(
         self,
+        log: CallLog | None,
         method: str,
         path: str,
         endpoint: str,
@@ -254,21 +285,21 @@ class FlowServiceClient:
         adobe_request_id: str | None,
         error: str | None,
     ) -> None:
-        if self._observer is None:
-            return
-        await self._observer(
-            UpstreamCall(
-                method=method,
-                path=path,
-                endpoint=endpoint,
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                request_id=request_id,
-                adobe_request_id=adobe_request_id,
-                error=error,
-                context=dict(call_context.get() or {}),
-            )
+        call = UpstreamCall(
+            method=method,
+            path=path,
+            endpoint=endpoint,
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            request_id=request_id,
+            adobe_request_id=adobe_request_id,
+            error=error,
+            context=log.labels if log is not None else {},
         )
+        if self._observer is not None:
+            await self._observer(call)
+        if log is not None:
+            log.record(call)
 
 
 def _continuation_token(body: dict[str, Any]) -> str | None:

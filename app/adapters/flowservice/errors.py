@@ -12,13 +12,22 @@ import re
 import time
 from collections.abc import Sequence
 from datetime import UTC
-from typing import Any
 
 import httpx
 
+from app.domain.ports import RETRYABLE_STATUSES, UpstreamError, UpstreamStatusError, UpstreamUnavailable
+
 from .redact import CREDENTIALS_WITHHELD, reveals
 
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "FlowServiceError",
+    "UpstreamError",
+    "UpstreamUnavailable",
+    "clean_text",
+    "parse_retry_after",
+]
+
 _ASCII_DIGITS = re.compile(r"[0-9]+")  # not \d or str.isdigit(): both take "¹" and "٣"
 # C0 controls but tab and newline, and DEL: PostgreSQL's jsonb refuses NUL, the rest garbles logs.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -29,46 +38,8 @@ CODE_LENGTH, REQUEST_ID_LENGTH = 100, 100
 MESSAGE_LENGTH, RAW_MESSAGE_LENGTH = 500, 200  # from a JSON error body; from any other body
 
 
-class UpstreamError(Exception):
-    """Base class: anything that went wrong talking to Adobe."""
-
-    retryable: bool = False
-    retry_after: float | None = None
-
-    def to_problem(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-
-class FlowServiceError(UpstreamError):
-    def __init__(
-        self,
-        *,
-        status: int,
-        code: str | None,
-        message: str,
-        request_id: str | None,
-        method: str,
-        path: str,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(f"{method} {path} → {status} {code or ''} {message}".strip())
-        self.status = status
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-        self.method = method
-        self.path = path
-        self.retry_after = retry_after
-        self.retryable = status in RETRYABLE_STATUSES
-
-    def to_problem(self) -> dict[str, Any]:
-        return {
-            "upstreamStatus": self.status,
-            "upstreamCode": self.code,
-            "upstreamMessage": self.message,
-            "upstreamRequestId": self.request_id,
-            "upstreamCall": f"{self.method} {self.path}",
-        }
+class FlowServiceError(UpstreamStatusError):
+    """An error status from Adobe (or IMS), read from its answer."""
 
     @classmethod
     def from_response(cls, response: httpx.Response, *, path: str, redact: Sequence[str] = ()) -> FlowServiceError:
@@ -90,21 +61,6 @@ class FlowServiceError(UpstreamError):
             path=path,
             retry_after=parse_retry_after(response.headers.get("retry-after")),
         )
-
-
-class UpstreamUnavailable(UpstreamError):
-    """The call's outcome is unknown: timeout, refused or dropped connection."""
-
-    retryable = True
-
-    def __init__(self, *, method: str, path: str, reason: str) -> None:
-        super().__init__(f"{method} {path}: {reason}")
-        self.method = method
-        self.path = path
-        self.reason = reason
-
-    def to_problem(self) -> dict[str, Any]:
-        return {"upstreamStatus": None, "upstreamMessage": self.reason, "upstreamCall": f"{self.method} {self.path}"}
 
 
 def parse_retry_after(value: str | None) -> float | None:
