@@ -149,6 +149,7 @@ def main(argv: list[str]) -> int:
             run(str(BIN / "ruff"), "check", ".")
             or run(str(BIN / "ruff"), "format", "--check", ".")
             or run(str(BIN / "mypy"))
+            or run(str(BIN / "lint-imports"))
         )
     if command == "bench":
         return run(str(BIN / "python"), "-m", "bench", *rest)

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app.api import activations, destinations, health
+from app.api import activations, destinations, health, operations
 from app.api.middleware import RequestContextMiddleware
 from app.api.openapi_doc import enrich
 from app.api.problems import Problem, install_problem_handlers
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, deployment: Deployment | None =
     app.add_middleware(RequestContextMiddleware)
     install_problem_handlers(app)
     app.include_router(activations.router)
+    app.include_router(operations.router)
     app.include_router(destinations.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -75,8 +76,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     # Every error is a problem document, including FastAPI's own parameter validation errors.
-    for operations in document["paths"].values():
-        for operation in operations.values():
+    for path_item in document["paths"].values():
+        for operation in path_item.values():
             responses = operation.get("responses", {})
             if "422" in responses:
                 responses["422"] = {

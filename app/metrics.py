@@ -98,6 +98,29 @@ class Metrics:
             "Activation runs that ended in an unexpected exception",
             registry=self.registry,
         )
+        self.operations_finished = Counter(
+            "gateway_operations_finished_total",
+            "Operations of live activations (pause, resume, …) that ended, by kind and status",
+            ["kind", "status"],
+            registry=self.registry,
+        )
+        self.operation_duration = Histogram(
+            "gateway_operation_duration_seconds",
+            "From an operation's start to its end, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.workflows_unavailable = Counter(
+            "gateway_workflow_unavailable_total",
+            "Operations this process left for another because it lacks their workflow version",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.unrunnable_operations = Gauge(
+            "gateway_unrunnable_operations",
+            "Unfinished activations and operations whose workflow version this build lacks (database-wide)",
+            registry=self.registry,
+        )
         # Read from the database at scrape time (see refresh_queue), so every process reports the
         # same database-wide values: aggregate them with max(), not sum().
         self.activations = Gauge(
@@ -156,6 +179,13 @@ class Metrics:
 
     def run_crashed(self) -> None:
         self.run_crashes.inc()
+
+    def operation_finished(self, kind: str, status: str, seconds: float) -> None:
+        self.operations_finished.labels(kind=kind, status=status).inc()
+        self.operation_duration.labels(kind=kind).observe(seconds)
+
+    def workflow_unavailable(self, kind: str) -> None:
+        self.workflows_unavailable.labels(kind=kind).inc()
 
     def observe_upstream(self, call: UpstreamCall) -> None:
         status = str(call.status) if call.status is not None else "network_error"

@@ -23,6 +23,8 @@ from app.adapters.db.engine import create_engine
 from app.adapters.db.intake import ActivationIntake
 from app.adapters.db.migrate import current_revision, head_revision
 from app.adapters.db.notifications import Notifications
+from app.adapters.db.operation_queue import OperationQueue
+from app.adapters.db.operation_store import OperationStore
 from app.adapters.db.repository import ActivationRepository
 from app.adapters.db.saga_store import SagaStore
 from app.adapters.db.statements import StatementPool
@@ -31,10 +33,13 @@ from app.adapters.flowservice import FlowServiceClient, TokenProvider, UpstreamC
 from app.adapters.flowservice.client import build_http_client, build_transport, upstream_timeout
 from app.api.auth import ApiKeyRegistry
 from app.domain.catalog import DestinationCatalog, DestinationCheck
+from app.domain.operations import OperationRunner
 from app.domain.retry import RetryPolicy
 from app.domain.saga import CompensationRetries, SagaRunner
 from app.domain.worker import Worker
+from app.domain.workflows import WORKFLOWS, OperationKind
 from app.metrics import Metrics
+from app.services.operations import OperationService
 from app.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -173,8 +178,11 @@ class Runtime:
         )
         self.intake = ActivationIntake(self.api_statements)
         self.saga_store = SagaStore(
-            self.worker_statements, key_retention_hours=settings.idempotency_key_retention_hours
+            self.worker_statements,
+            key_retention_hours=settings.idempotency_key_retention_hours,
+            create_versions=WORKFLOWS.versions(OperationKind.CREATE),
         )
+        self.operation_store = OperationStore(self.worker_statements)
         # One LISTEN connection: wakes the worker for new work, and answers `Prefer: wait` as soon as
         # the worker reports the activation terminal.
         self.notifications = Notifications(self.deployment.database_url)
@@ -214,25 +222,46 @@ class Runtime:
             sandbox=settings.adobe_sandbox,
             timeout=settings.destination_check_timeout_seconds,
         )
+        retry = RetryPolicy(
+            max_attempts=settings.retry_max_attempts,
+            base_delay=settings.retry_base_delay_seconds,
+            max_delay=settings.retry_max_delay_seconds,
+            retry_after_max=settings.retry_after_max_seconds,
+        )
+        late_commit_window = timedelta(seconds=settings.late_commit_window_seconds)
+        operations = OperationRunner(
+            self.operation_store,
+            self.flow_service,
+            self.catalog,
+            self.cipher,
+            workflows=WORKFLOWS,
+            retry=retry,
+            observer=self.metrics,
+            late_commit_window=late_commit_window,
+        )
         self.runner = SagaRunner(
             self.saga_store,
             self.flow_service,
             self.catalog,
             self.cipher,
-            retry=RetryPolicy(
-                max_attempts=settings.retry_max_attempts,
-                base_delay=settings.retry_base_delay_seconds,
-                max_delay=settings.retry_max_delay_seconds,
-                retry_after_max=settings.retry_after_max_seconds,
-            ),
+            operations=operations,
+            retry=retry,
             auto_compensate=settings.auto_compensate,
             observer=self.metrics,
-            late_commit_window=timedelta(seconds=settings.late_commit_window_seconds),
+            late_commit_window=late_commit_window,
             crash_limit=settings.run_crash_limit,
             compensation_retries=CompensationRetries(
                 base_seconds=settings.compensation_retry_base_seconds,
                 max_seconds=settings.compensation_retry_max_seconds,
             ),
+        )
+        # The use cases of changing a live activation (the API reaches them through a dependency).
+        self.operations = OperationService(
+            OperationQueue(self.engine, key_retention_hours=settings.idempotency_key_retention_hours),
+            self.repository,
+            WORKFLOWS,
+            fingerprint=self.cipher.fingerprint,
+            fingerprint_matches=self.cipher.fingerprint_matches,
         )
         self.worker: Worker | None = None
         if self.deployment.run_worker and settings.worker_enabled:

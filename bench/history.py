@@ -111,7 +111,7 @@ def explain_plans(database_url: str, sample_id: uuid.UUID) -> dict[str, str]:
               FROM generate_series(1, 10)
             """
         )
-        plans["claim"] = _explain(conn, claim, {"limit": 10, "owner": "bench-explain", "lease": 30.0})
+        plans["claim"] = _explain(conn, claim, {"limit": 10, "owner": "bench-explain", "lease": 30.0, "versions": "1"})
         conn.rollback()
         plans["status"] = _explain(conn, "SELECT status FROM activations WHERE id = %(id)s", {"id": sample_id})
         plans["steps"] = _explain(

@@ -19,7 +19,7 @@ from app.adapters.db.repository import decode_cursor
 from app.domain.lifecycle import ActivationStatus
 from app.domain.model import Activation
 from app.domain.sftp_hosts import sftp_host_refusal
-from app.domain.steps import STEP_NAMES
+from app.domain.workflows import WORKFLOWS, OperationKind
 
 from .auth import current_client
 from .destinations import catalog_refusal
@@ -49,6 +49,8 @@ _UNDECIDED_GRACE = timedelta(seconds=75)
 _WAIT_POLL_SECONDS = 1.0
 
 Client = Annotated[str, Depends(current_client)]
+# New activations get the newest create workflow this build has (see domain/workflows.py).
+CREATE_WORKFLOW = WORKFLOWS.current(OperationKind.CREATE)
 
 
 def _runtime(request: Request) -> Runtime:
@@ -215,7 +217,8 @@ async def create_activation(
         credentials_ciphertext=runtime.cipher.encrypt(secrets),
         segments=[segment.normalized() for segment in body.segments],
         attributes=list(body.attributes),
-        step_names=STEP_NAMES,
+        step_names=CREATE_WORKFLOW.step_names,
+        workflow_version=CREATE_WORKFLOW.version,
     )
     outcome = await runtime.intake.create_idempotent(
         new, key=key, fingerprint=runtime.cipher.fingerprint(canonical), response_status=None if wait else 202
@@ -299,7 +302,8 @@ async def _load(request: Request, client: str, activation_id: str) -> Activation
     responses=problem_responses(401, 404, 503),
 )
 async def get_activation(request: Request, client: Client, activation_id: str) -> Response:
-    return _activation_response(await _load(request, client, activation_id), 200)
+    activation = await _load(request, client, activation_id)
+    return _activation_response(activation, 200, {"ETag": f'"r{activation.revision}"'})
 
 
 @router.get(
@@ -341,28 +345,3 @@ async def list_activation_events(request: Request, client: Client, activation_id
     activation = await _load(request, client, activation_id)
     rows = await _runtime(request).repository.events(activation.id)
     return EventList(items=[event_view(row) for row in rows])
-
-
-@router.post(
-    "/activations/{activation_id}/rollback",
-    operation_id="rollbackActivation",
-    summary="Roll an activation back",
-    description=(
-        "Deletes every upstream resource the activation created, in reverse order. A running "
-        "activation stops at its next step boundary first. `202` when a rollback was started or "
-        "requested; `200` with the current state when one is already under way or done."
-    ),
-    status_code=202,
-    response_model=ActivationOut,
-    responses={
-        200: {"model": ActivationOut, "description": "Already rolling back or rolled back."},
-        **problem_responses(401, 404, 503),
-    },
-)
-async def rollback_activation(request: Request, client: Client, activation_id: str) -> Response:
-    repository = _runtime(request).repository
-    activation = await _load(request, client, activation_id)
-    requested = await repository.request_rollback(activation.id, client_id=client)
-    refreshed = await repository.require(activation.id)
-    # 200: nothing new was asked of the service (it was already rolling back, or done).
-    return _activation_response(refreshed, 200 if requested is None else 202)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.adapters.db.unavailable import DATABASE_UNAVAILABLE
+from app.services.problems import ServiceProblem
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "urn:activation-gateway:problem:"
@@ -125,6 +126,7 @@ _STATUS_SLUGS = {
     405: ("method-not-allowed", "Method not allowed"),
     406: ("not-acceptable", "Not acceptable"),
     409: ("conflict", "Conflict"),
+    412: ("precondition-failed", "Precondition failed"),
     413: ("payload-too-large", "Payload too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
     422: ("validation-error", "Invalid request"),
@@ -140,6 +142,17 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, ProblemError)
         exc.problem.instance = request.url.path
         return problem_response(exc.problem, exc.headers)
+
+    async def on_service_problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ServiceProblem)
+        problem = Problem(
+            type=PROBLEM_BASE + exc.slug,
+            title=exc.title,
+            status=exc.status,
+            detail=exc.detail,
+            instance=request.url.path,
+        )
+        return problem_response(problem, exc.headers)
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -170,6 +183,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     for database_error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(database_error, on_database_unavailable)
     app.add_exception_handler(ProblemError, on_problem)
+    app.add_exception_handler(ServiceProblem, on_service_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(Exception, on_unexpected)

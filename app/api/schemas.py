@@ -320,6 +320,19 @@ class FlowOut(BaseModel):
     etag: str | None
 
 
+class SyncOut(BaseModel):
+    status: Literal["in_sync", "applying", "failed", "drifted", "unknown"] = Field(
+        description=(
+            "`in_sync`: the flow was confirmed at the current revision; `applying`: a newer revision is on its "
+            "way; `failed`: the last operation that changed the flow failed for good (the flow keeps what it "
+            "had; see `error`); `drifted`: the flow differs from the desired state; `unknown`: no flow to compare."
+        )
+    )
+    checkedAt: datetime | None
+    differences: list[dict[str, Any]]
+    error: dict[str, Any] | None
+
+
 class ActivationOut(BaseModel):
     id: str
     status: Literal["pending", "running", "succeeded", "failed", "rolling_back", "rolled_back", "rollback_failed"]
@@ -335,6 +348,30 @@ class ActivationOut(BaseModel):
     createdAt: datetime
     updatedAt: datetime
     completedAt: datetime | None
+    revision: int = Field(description="1 at creation, +1 for every accepted change of the desired state.")
+    appliedRevision: int | None = Field(description="The revision last confirmed upstream by reading the flow back.")
+    state: Literal["enabled", "disabled"] | None = Field(description="The flow's state as last confirmed.")
+    sync: SyncOut
+    driftPolicy: Literal["report", "enforce"]
+    lastRun: dict[str, Any] | None = Field(description="The newest export run (not mirrored yet: always null).")
+
+
+class OperationOut(BaseModel):
+    id: str = Field(description="The create operation's id is the activation's.")
+    kind: Literal["create", "update", "pause", "resume", "export", "retire", "rollback"]
+    status: Literal["pending", "running", "succeeded", "failed"]
+    revision: int
+    workflowVersion: int = Field(description="The version of the workflow definition the operation runs with.")
+    steps: list[StepOut]
+    error: dict[str, Any] | None
+    createdAt: datetime
+    startedAt: datetime | None
+    completedAt: datetime | None
+
+
+class OperationList(BaseModel):
+    items: list[OperationOut]
+    nextCursor: str | None
 
 
 class ActivationList(BaseModel):
@@ -345,12 +382,24 @@ class ActivationList(BaseModel):
 class EventOut(BaseModel):
     id: int
     occurredAt: datetime
-    type: Literal["status", "step", "upstream", "retry", "duplicate", "crash", "compensation_retries_stopped"] = Field(
+    type: Literal[
+        "status",
+        "step",
+        "upstream",
+        "retry",
+        "duplicate",
+        "crash",
+        "compensation_retries_stopped",
+        "operation",
+        "workflow_unavailable",
+    ] = Field(
         description=(
             "`status`: a status change; `step`: a step's outcome; `upstream`: one call to Adobe; `retry`: an attempt "
             "that failed with a retryable error; `duplicate`: a copy of a created resource that a late commit left "
             "upstream, deleted; `crash`: a run that ended in an unexpected error; `compensation_retries_stopped`: "
-            "an operator stopped the automatic retries of a failed compensation."
+            "an operator stopped the automatic retries of a failed compensation; `operation`: an operation was queued, "
+            "started or ended (`data.operationId`, `kind`, `status`); `workflow_unavailable`: an operation waits for "
+            "a process whose build has its workflow version."
         )
     )
     step: str | None

@@ -6,9 +6,10 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from app.domain.model import Activation
+from app.domain.lifecycle import sync_status
+from app.domain.model import Activation, Operation, StepState
 
-from .schemas import ActivationOut, DestinationOut, EventOut, FlowOut, StepOut, StorageOut
+from .schemas import ActivationOut, DestinationOut, EventOut, FlowOut, OperationOut, StepOut, StorageOut, SyncOut
 
 
 def mask(value: str) -> str:
@@ -35,24 +36,56 @@ def activation_view(activation: Activation) -> ActivationOut:
         storage=StorageOut(**storage),
         segments=activation.segments,
         attributes=activation.attributes,
-        steps=[
-            StepOut(
-                name=s.name,
-                status=s.status.value,
-                attempts=s.attempts,
-                resourceId=s.resource_id,
-                startedAt=s.started_at,
-                finishedAt=s.finished_at,
-                error=s.error,
-            )
-            for s in sorted(activation.steps.values(), key=lambda s: s.position)
-        ],
+        steps=_steps(activation.steps),
         flow=FlowOut(id=activation.flow_id, etag=activation.flow_etag) if activation.flow_id else None,
         error=activation.error,
         createdAt=activation.created_at,
         updatedAt=activation.updated_at,
         completedAt=activation.completed_at,
+        revision=activation.revision,
+        appliedRevision=activation.applied_revision,
+        state=activation.state if activation.state in ("enabled", "disabled") else None,
+        sync=SyncOut(
+            status=sync_status(
+                activation.status, activation.revision, activation.applied_revision, activation.sync_error
+            ),
+            checkedAt=activation.sync_checked_at,
+            differences=[],
+            error=activation.sync_error,
+        ),
+        driftPolicy=activation.drift_policy,
+        lastRun=None,
     )
+
+
+def operation_view(operation: Operation) -> OperationOut:
+    return OperationOut(
+        id=str(operation.id),
+        kind=operation.kind,
+        status=operation.status.value,
+        revision=operation.revision,
+        workflowVersion=operation.workflow_version,
+        steps=_steps(operation.steps),
+        error=operation.error,
+        createdAt=operation.created_at,
+        startedAt=operation.started_at,
+        completedAt=operation.completed_at,
+    )
+
+
+def _steps(steps: dict[str, StepState]) -> list[StepOut]:
+    return [
+        StepOut(
+            name=s.name,
+            status=s.status.value,
+            attempts=s.attempts,
+            resourceId=s.resource_id,
+            startedAt=s.started_at,
+            finishedAt=s.finished_at,
+            error=s.error,
+        )
+        for s in sorted(steps.values(), key=lambda s: s.position)
+    ]
 
 
 def event_view(row: Row[Any]) -> EventOut:

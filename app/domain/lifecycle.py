@@ -38,7 +38,8 @@ TERMINAL_STATUSES = frozenset(
     }
 )
 
-# What a worker may still have to do something about (the claim query uses the same list).
+# What a worker may still have to do something about: the claim's predicate (tables.CLAIMABLE, held
+# to this set by a test) and the queue statistics read it.
 ACTIVE_STATUSES = frozenset({ActivationStatus.PENDING, ActivationStatus.RUNNING, ActivationStatus.ROLLING_BACK})
 
 _TRANSITIONS: dict[ActivationStatus, frozenset[ActivationStatus]] = {
@@ -84,3 +85,46 @@ def yields_to_rollback(current: ActivationStatus, target: ActivationStatus) -> b
 def sources_of(target: ActivationStatus) -> frozenset[ActivationStatus]:
     """Statuses from which ``target`` is reachable: used as the WHERE guard of the UPDATE."""
     return frozenset(s for s, targets in _TRANSITIONS.items() if target in targets)
+
+
+class OperationStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+# Contract §9: pause, resume (and later update, export) change a live activation only; rollback
+# and retire take an activation in any status.
+LIVE = ActivationStatus.SUCCEEDED
+
+
+def is_live(status: ActivationStatus) -> bool:
+    return status == LIVE
+
+
+def create_operation_status(status: ActivationStatus, applied_revision: int | None) -> OperationStatus:
+    """The create operation is the activation's own saga: its status is read from the activation.
+    A create that was confirmed upstream (verify_flow wrote applied_revision) succeeded, whatever
+    happened to the activation later; one that was torn down before that did not."""
+    if status == ActivationStatus.PENDING:
+        return OperationStatus.PENDING
+    if status == ActivationStatus.RUNNING:
+        return OperationStatus.RUNNING
+    return OperationStatus.SUCCEEDED if applied_revision is not None else OperationStatus.FAILED
+
+
+def sync_status(
+    status: ActivationStatus, revision: int, applied_revision: int | None, sync_error: dict[str, object] | None
+) -> str:
+    """Contract §9's sync.status. `failed`: the last operation that changed the flow failed for good
+    (the flow keeps what it had); `applying`: a newer revision is on its way; `in_sync`: the
+    flow was confirmed at the current revision; `unknown` otherwise (before the flow exists, or
+    once it is being torn down)."""
+    if status not in (ActivationStatus.SUCCEEDED, ActivationStatus.RUNNING, ActivationStatus.PENDING):
+        return "unknown"
+    if sync_error is not None:
+        return "failed"
+    if applied_revision is None:
+        return "applying" if status != ActivationStatus.SUCCEEDED else "unknown"
+    return "in_sync" if applied_revision >= revision else "applying"

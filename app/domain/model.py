@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .lifecycle import ActivationStatus, StepStatus
+from .lifecycle import ActivationStatus, OperationStatus, StepStatus
 
 
 class LeaseLost(Exception):
@@ -24,6 +24,8 @@ class Lease:
     # Local monotonic deadline: past it we assume another worker may own the activation, and make
     # no upstream call even before the database tells us so (a paused process must not act).
     valid_until: float
+    # The create workflow version of the activation (see workflows.py).
+    workflow_version: int = 1
     # The two branches of a run write concurrently; their writes (and the upstream-call events each
     # one carries) must reach the database in the order they were taken.
     writes: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
@@ -73,7 +75,34 @@ class Activation:
     run_crashes: int = 0
     compensation_rounds: int = 0
     compensation_retry_at: datetime | None = None
+    # Contract §9 (see lifecycle.sync_status for how `sync` is read from these).
+    workflow_version: int = 1
+    revision: int = 1
+    applied_revision: int | None = None
+    state: str | None = None
+    desired_state: str = "enabled"
+    drift_policy: str = "report"
+    sync_error: dict[str, Any] | None = None
+    sync_checked_at: datetime | None = None
+    queued_operations: int = 0
 
     def resource(self, step: str) -> str | None:
         state = self.steps.get(step)
         return state.resource_id if state else None
+
+
+@dataclass(slots=True)
+class Operation:
+    """One change of an activation (contract §9), run by the operation runner (operations.py)."""
+
+    id: uuid.UUID
+    activation_id: uuid.UUID
+    kind: str
+    workflow_version: int
+    status: OperationStatus
+    revision: int
+    error: dict[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    steps: dict[str, StepState] = field(default_factory=dict)

@@ -28,6 +28,12 @@ class SagaObserver(Protocol):
     def run_crashed(self) -> None:
         """A run of an activation ended in an unexpected exception."""
 
+    def operation_finished(self, kind: str, status: str, seconds: float) -> None:
+        """An operation other than create (pause, resume, …) ended as ``status``, ``seconds`` after it started."""
+
+    def workflow_unavailable(self, kind: str) -> None:
+        """An operation's workflow version is not in this build: it was left for another process."""
+
 
 class NullSagaObserver:
     """Observes nothing: the default when no metrics are wanted (e.g. in unit tests)."""
@@ -48,4 +54,10 @@ class NullSagaObserver:
         pass
 
     def run_crashed(self) -> None:
+        pass
+
+    def operation_finished(self, kind: str, status: str, seconds: float) -> None:
+        pass
+
+    def workflow_unavailable(self, kind: str) -> None:
         pass

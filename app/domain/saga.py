@@ -19,14 +19,19 @@ from .errors import StepFailed
 from .lifecycle import ActivationStatus, StepStatus
 from .model import Activation, Lease, LeaseLost
 from .observer import NullSagaObserver, SagaObserver
+from .operations import OperationRunner
 from .ports import Cipher, FlowService, SagaStore, StepWrite, UpstreamError
+from .problems import PROBLEM_BASE, problem_from_domain, problem_from_upstream
 from .retry import RetryPolicy
-from .steps import SAGA_STEPS, SagaStep, StepContext, StepResult
+from .steps import SagaStep, StepContext, StepResult
 from .upstream import LeasedFlowService, take_calls
+from .workflows import WORKFLOWS, OperationKind, Workflow, Workflows
 
 log = structlog.get_logger(__name__)
 
-PROBLEM_BASE = "urn:activation-gateway:problem:"
+
+class WorkflowUnavailable(Exception):
+    """The workflow version an operation was created with is not in this build (see workflows.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +63,8 @@ class SagaRunner:
         *,
         retry: RetryPolicy,
         auto_compensate: bool = True,
-        steps: Sequence[SagaStep] = SAGA_STEPS,
+        operations: OperationRunner,
+        workflows: Workflows = WORKFLOWS,
         observer: SagaObserver | None = None,
         late_commit_window: timedelta = timedelta(seconds=60),
         crash_limit: int = 5,
@@ -70,10 +76,8 @@ class SagaRunner:
         self._cipher = cipher
         self._retry = retry
         self._auto_compensate = auto_compensate
-        self._steps = tuple(steps)
-        self._by_name = {step.name: step for step in self._steps}
-        # What a new activation starts with, in the same statement that makes it running.
-        self._first_steps = [step.name for step in self._steps if not step.depends_on]
+        self._workflows = workflows
+        self._operations = operations
         self._observer: SagaObserver = observer or NullSagaObserver()
         self._stopping = asyncio.Event()
         self._late_commit_window = late_commit_window
@@ -84,15 +88,28 @@ class SagaRunner:
         """Graceful shutdown: finish the steps in flight, start no new one."""
         self._stopping.set()
 
+    def definition(self, lease: Lease) -> Workflow:
+        """The create workflow of the version the activation was accepted with (see workflows.py;
+        the claim takes only activations whose version this build has)."""
+        definition = self._workflows.get(OperationKind.CREATE, lease.workflow_version)
+        if definition is None:
+            raise WorkflowUnavailable(f"create workflow v{lease.workflow_version} is not in this build")
+        return definition
+
     async def run(self, lease: Lease) -> ActivationStatus:
         # The upstream calls of this run are recorded on its lease and written with the next
         # outcome the saga records (one statement per step instead of one more per call); the
         # step's start was recorded before any of them was sent. See upstream.py.
-        first_steps = () if self._stopping.is_set() else self._first_steps
+        definition = self.definition(lease)
+        first_steps = () if self._stopping.is_set() else definition.first_steps
         activation, started = await self._store.begin_run(lease, first_steps=first_steps)
         status = activation.status
         if status == ActivationStatus.RUNNING:
-            status = await self._forward(lease, activation, started)
+            status = await self._forward(lease, definition, activation, started)
+        if status == ActivationStatus.SUCCEEDED and activation.queued_operations and not self._stopping.is_set():
+            # Claimed for the next operation in the activation's queue (pause, resume, …).
+            await self._operations.run_next(lease, activation)
+            return status
         if status == ActivationStatus.ROLLBACK_FAILED and activation.compensation_retry_at is not None:
             # Claimed because its automatic retry is due (see CompensationRetries).
             self._observer.compensation_retried()
@@ -141,13 +158,15 @@ class SagaRunner:
             return await self._store.set_status(lease, current, *path, events=take_calls(lease), **kwargs)
 
     # ------------------------------------------------------------------ forward
-    async def _forward(self, lease: Lease, activation: Activation, started: dict[str, int]) -> ActivationStatus:
+    async def _forward(
+        self, lease: Lease, definition: Workflow, activation: Activation, started: dict[str, int]
+    ) -> ActivationStatus:
         """The steps as a dependency graph: a step starts as soon as its dependencies have
         succeeded, recorded in the same statement as the last of them (one write per step
         boundary). The activation stays in memory for the whole run, updated as steps finish:
         while we hold the lease nobody else changes it, except for a rollback request, which
         every fenced write reports back."""
-        run = _ForwardRun(lease=lease, activation=activation)
+        run = _ForwardRun(lease=lease, definition=definition, activation=activation)
         self._mark_started(run, started)  # by begin_run, for a new activation
         if not started and activation.rollback_requested_at is None and not self._stopping.is_set():
             # A run that carries on an earlier one starts whatever is ready now.
@@ -163,7 +182,7 @@ class SagaRunner:
                 async with asyncio.TaskGroup() as group:  # a LeaseLost in one branch cancels the other
                     run.group = group
                     for name, attempt in started.items():
-                        group.create_task(self._run_step(run, self._by_name[name], attempt))
+                        group.create_task(self._run_step(run, definition.step(name), attempt))
             except* LeaseLost as lost:
                 # TaskGroup wraps errors in a group; the worker expects the plain LeaseLost.
                 raise lost.exceptions[0] from None
@@ -191,7 +210,7 @@ class SagaRunner:
             done.add(finished)
         return [
             step.name
-            for step in self._steps
+            for step in run.definition.steps
             if step.name not in done and step.name not in run.started and all(d in done for d in step.depends_on)
         ]
 
@@ -222,18 +241,18 @@ class SagaRunner:
                     result = await self._attempt(run, step, attempt)
         except StepFailed as exc:
             self._observer.step_finished(step.name, StepStatus.FAILED.value, time.monotonic() - started)
-            await self._record_failure(run, step, _problem_from_domain(step.name, exc))
+            await self._record_failure(run, step, problem_from_domain(step.name, exc))
             return
         except UpstreamError as exc:
             self._observer.step_finished(step.name, StepStatus.FAILED.value, time.monotonic() - started)
-            await self._record_failure(run, step, _problem_from_upstream(step.name, exc))
+            await self._record_failure(run, step, problem_from_upstream(step.name, exc))
             return
         self._observer.step_finished(step.name, StepStatus.SUCCEEDED.value, time.monotonic() - started)
         next_steps = await self._record_success(run, step, result)
         log.info("step succeeded", activation_id=str(activation.id), step=step.name, resource_id=result.resource_id)
         assert run.group is not None
         for name, next_attempt in next_steps.items():
-            run.group.create_task(self._run_step(run, self._by_name[name], next_attempt))
+            run.group.create_task(self._run_step(run, run.definition.step(name), next_attempt))
 
     async def _record_success(self, run: _ForwardRun, step: SagaStep, result: StepResult) -> dict[str, int]:
         """Record the step's success, starting in the same write the steps it made ready (and, for
@@ -304,7 +323,8 @@ class SagaRunner:
         # is nothing upstream to undo and the activation stays `failed` with its error. A requested
         # rollback is always carried out, automatic compensation or not; one that arrives while
         # this write is on its way still wins (the store's rule).
-        may_have_created = any(activation.steps[s.name].attempts for s in self._steps if s.kind is not None)
+        steps = self.definition(lease).steps
+        may_have_created = any(activation.steps[s.name].attempts for s in steps if s.kind is not None)
         wanted = self._auto_compensate or activation.rollback_requested_at is not None
         if wanted and may_have_created:
             reason = "automatic compensation" if self._auto_compensate else "requested"
@@ -340,6 +360,9 @@ class SagaRunner:
         log.error("activation ends after repeated crashes", activation_id=str(lease.activation_id), crashes=crashes)
         if status in (ActivationStatus.PENDING, ActivationStatus.RUNNING):
             await self._fail(lease, StepFailure(step=None, problem=problem))
+        elif status == ActivationStatus.SUCCEEDED:
+            # An operation of the live activation keeps crashing: it fails, the activation stays live.
+            await self._operations.fail_current(lease, problem)
         elif status == ActivationStatus.ROLLING_BACK:
             await self._set_status(
                 lease,
@@ -353,11 +376,12 @@ class SagaRunner:
 
     # ------------------------------------------------------------------ compensation
     async def _compensate(self, lease: Lease) -> ActivationStatus:
+        definition = self.definition(lease)
         activation = await self._store.load(lease)
         # A create that never answered may still commit: deleting before that would leave its copy.
         await self._context(lease, activation, attempt=0).wait_until_settled()
         orphans: list[str] = []
-        for step in reversed(self._steps):
+        for step in reversed(definition.steps):
             state = activation.steps[step.name]
             if step.kind is None or state.status in (StepStatus.COMPENSATED, StepStatus.SKIPPED):
                 if state.status in (StepStatus.PENDING, StepStatus.RUNNING):
@@ -407,7 +431,7 @@ class SagaRunner:
                     )
                     undone = await step.compensate(ctx, resource_id)
         except UpstreamError as exc:
-            problem = _problem_from_upstream(step.name, exc)
+            problem = problem_from_upstream(step.name, exc)
             await self._write(
                 lease,
                 step.name,
@@ -455,7 +479,7 @@ class SagaRunner:
             catalog=self._catalog,
             cipher=self._cipher,
             attempt=attempt,
-            steps=self._steps,
+            steps=self.definition(lease).steps,
             late_commit_window=self._late_commit_window,
         )
 
@@ -465,6 +489,7 @@ class _ForwardRun:
     """The state of one forward run, shared by its step tasks (their writes hold the lease's lock)."""
 
     lease: Lease
+    definition: Workflow
     activation: Activation
     started: set[str] = field(default_factory=set)
     failures: list[StepFailure] = field(default_factory=list)
@@ -481,28 +506,3 @@ def _retry_reason(exc: UpstreamError) -> str:
     """A bounded metrics label: the upstream status, or 'unavailable' for network errors."""
     status = getattr(exc, "status", None)
     return str(status) if isinstance(status, int) else "unavailable"
-
-
-def _problem_from_domain(step: str, exc: StepFailed) -> dict[str, Any]:
-    return {
-        "type": PROBLEM_BASE + exc.type,
-        "title": exc.title,
-        "detail": exc.detail,
-        "step": step,
-        **exc.extra,
-    }
-
-
-def _problem_from_upstream(step: str, exc: UpstreamError) -> dict[str, Any]:
-    upstream = exc.to_problem()
-    status = upstream.get("upstreamStatus")
-    return {
-        "type": PROBLEM_BASE + "upstream-error",
-        "title": "Adobe Flow Service call failed",
-        "status": 502,
-        "detail": f"step {step}: {upstream['upstreamCall']} failed"
-        + (f" with {status} {upstream.get('upstreamCode') or ''}".rstrip() if status else "")
-        + f": {upstream.get('upstreamMessage')}",
-        "step": step,
-        **upstream,
-    }

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from .catalog import PROFILE_STORE_SPEC_ID, SPEC_VERSION, DestinationCatalog, ResolvedDestination
 from .duplicates import Duplicate, outcome_was_unknown, settled_at
 from .errors import StepFailed
-from .model import Activation
+from .model import Activation, StepState
 from .ports import Cipher, ResourceKind, UpstreamStatusError
 from .upstream import LeasedFlowService
 
@@ -35,6 +35,8 @@ class StepContext:
     # create may still commit upstream (see duplicates.py).
     steps: Sequence[SagaStep] = ()
     late_commit_window: timedelta = timedelta(0)
+    # The steps of the operation being run, when it is not the create (whose are activation.steps).
+    operation_steps: dict[str, StepState] = field(default_factory=dict)
 
     @property
     def outcome_unknown(self) -> bool:
@@ -362,7 +364,14 @@ class VerifyFlow(SagaStep):
         for step in reversed(ctx.steps):
             if isinstance(step, CreateResourceStep) and step.may_have_copies(ctx):
                 duplicates.extend(await step.remove_duplicates(ctx))
-        return StepResult(activation_values={"flow_etag": flow.get("etag")}, duplicates=duplicates)
+        # The create is confirmed upstream: its desired state is applied, and the flow's state known.
+        confirmed = {
+            "flow_etag": flow.get("etag"),
+            "applied_revision": ctx.activation.revision,
+            "state": flow.get("state") or "enabled",
+            "sync_checked_at": datetime.now(UTC),
+        }
+        return StepResult(activation_values=confirmed, duplicates=duplicates)
 
 
 def missing_selector_operations(activation: Activation, flow: dict[str, Any] | None) -> list[dict[str, Any]]:

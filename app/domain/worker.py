@@ -124,6 +124,7 @@ class Worker:
                     epoch=item.epoch,
                     owner=self.owner,
                     valid_until=started + self._lease_seconds * _LEASE_SAFETY,
+                    workflow_version=item.workflow_version,
                 )
                 task = asyncio.create_task(self._process(lease), name=f"saga-{item.activation_id}")
                 self._inflight[item.activation_id] = task

@@ -33,9 +33,9 @@ WITH new_key AS (
     RETURNING created_at
 ), new_activation AS (
     INSERT INTO activations (id, client_id, status, destination_name, sandbox, name, storage,
-                             credentials_ciphertext, segments, attributes)
+                             credentials_ciphertext, segments, attributes, workflow_version)
     SELECT %(id)s, %(client_id)s, 'pending', %(destination_name)s, %(sandbox)s, %(name)s, %(storage)s,
-           %(credentials)s, %(segments)s, %(attributes)s
+           %(credentials)s, %(segments)s, %(attributes)s, %(workflow_version)s
       FROM new_key
     RETURNING id
 ), new_steps AS (
@@ -74,6 +74,7 @@ class NewActivation:
     segments: list[dict[str, Any]]
     attributes: list[str]
     step_names: Sequence[str]
+    workflow_version: int = 1
 
     def as_pending(self, created_at: datetime) -> Activation:
         """The activation exactly as create_idempotent stored it (created_at is the transaction's
@@ -97,6 +98,7 @@ class NewActivation:
             created_at=created_at,
             updated_at=created_at,
             completed_at=None,
+            workflow_version=self.workflow_version,
             steps={
                 name: StepState(name=name, position=i, status=StepStatus.PENDING)
                 for i, name in enumerate(self.step_names)
@@ -137,6 +139,7 @@ class ActivationIntake:
             "segments": Jsonb(new.segments),
             "attributes": Jsonb(new.attributes),
             "steps": list(new.step_names),
+            "workflow_version": new.workflow_version,
         }
         for _ in range(3):
             inserted = await self._db.fetchone(_INSERT, params)

@@ -11,20 +11,22 @@ from typing import Any
 
 from sqlalchemy import (
     Row,
-    and_,
     func,
     insert,
-    or_,
     select,
     text,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.domain.lifecycle import ActivationStatus, StepStatus, sources_of
-from app.domain.model import Activation, StepState
+from app.domain.lifecycle import ActivationStatus, sources_of
+from app.domain.model import Activation
 
 from .intake import NOTIFY_CHANNEL
-from .tables import activation_events, activation_steps, activations, idempotency_keys
+from .snapshot import LIST_CLIENT_ACTIVATIONS, LOAD_CLIENT_ACTIVATION, activation_from_row
+from .tables import activation_events, activations, idempotency_keys
+
+_LOAD_CLIENT_ACTIVATION = text(LOAD_CLIENT_ACTIVATION)
+_LIST_CLIENT_ACTIVATIONS = text(LIST_CLIENT_ACTIVATIONS)
 
 # Finished activations a rollback request moves to rolling_back at once, by the state machine.
 _ROLLS_BACK_AT_ONCE = ", ".join(
@@ -37,7 +39,7 @@ _ROLLS_BACK_AT_ONCE = ", ".join(
 # request (the saga store's rule). A pending activation whose lease is live is being started by a
 # worker: begin_run reads the request in its own locked update. Nothing happens to one already
 # rolling back or rolled back.
-_REQUEST_ROLLBACK = text(
+REQUEST_ROLLBACK = text(
     f"""
 WITH target AS (
     SELECT id, status,
@@ -117,24 +119,19 @@ class ActivationRepository:
         cursor: str | None = None,
     ) -> tuple[list[Activation], str | None]:
         """Newest first, keyset-paginated on (created_at, id): stable under concurrent inserts."""
-        query = select(activations.c.id).where(activations.c.client_id == client_id)
-        if status is not None:
-            query = query.where(activations.c.status == status.value)
-        if destination:
-            query = query.where(func.lower(activations.c.destination_name) == destination.lower())
-        if cursor:
-            created_at, last_id = decode_cursor(cursor)
-            query = query.where(
-                or_(
-                    activations.c.created_at < created_at,
-                    and_(activations.c.created_at == created_at, activations.c.id < last_id),
-                )
-            )
-        query = query.order_by(activations.c.created_at.desc(), activations.c.id.desc()).limit(limit + 1)
+        before_created, before_id = decode_cursor(cursor) if cursor else (None, None)
+        params = {
+            "client_id": client_id,
+            "status": status.value if status is not None else None,
+            "destination": destination or None,
+            "before_created": before_created,
+            "before_id": before_id,
+            "limit": limit + 1,
+        }
         async with self._engine.connect() as conn:
-            ids = [row.id for row in (await conn.execute(query)).all()]
-            items = [a for a in [await _load(conn, i) for i in ids[:limit]] if a is not None]
-        next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(ids) > limit and items else None
+            rows = (await conn.execute(_LIST_CLIENT_ACTIVATIONS, params)).all()
+        items = [activation_from_row(dict(row._mapping)) for row in rows[:limit]]
+        next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit and items else None
         return items, next_cursor
 
     async def events(self, activation_id: uuid.UUID) -> list[Row[Any]]:
@@ -155,7 +152,7 @@ class ActivationRepository:
         nothing was to be done (already rolling back or rolled back, or no such activation)."""
         params = {"id": activation_id, "client_id": client_id, "ch": NOTIFY_CHANNEL}
         async with self._engine.begin() as conn:
-            row = (await conn.execute(_REQUEST_ROLLBACK, params)).first()
+            row = (await conn.execute(REQUEST_ROLLBACK, params)).first()
         if row is None:
             return None
         return RollbackRequest(status=ActivationStatus(row.status), started=bool(row.started))
@@ -212,56 +209,8 @@ async def _add_event(
 
 
 async def _load(conn: AsyncConnection, activation_id: uuid.UUID, *, client_id: str | None = None) -> Activation | None:
-    query = select(activations).where(activations.c.id == activation_id)
-    if client_id is not None:
-        query = query.where(activations.c.client_id == client_id)
-    row = (await conn.execute(query)).first()
-    if row is None:
-        return None
-    steps = (
-        await conn.execute(
-            select(activation_steps)
-            .where(activation_steps.c.activation_id == activation_id)
-            .order_by(activation_steps.c.position)
-        )
-    ).all()
-    return Activation(
-        id=row.id,
-        client_id=row.client_id,
-        status=ActivationStatus(row.status),
-        destination_name=row.destination_name,
-        destination=row.destination,
-        sandbox=row.sandbox,
-        name=row.name,
-        storage=row.storage,
-        credentials_ciphertext=row.credentials_ciphertext,
-        segments=row.segments,
-        attributes=row.attributes,
-        flow_id=row.flow_id,
-        flow_etag=row.flow_etag,
-        error=row.error,
-        rollback_requested_at=row.rollback_requested_at,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        completed_at=row.completed_at,
-        run_crashes=row.run_crashes,
-        compensation_rounds=row.compensation_rounds,
-        compensation_retry_at=row.compensation_retry_at,
-        steps={
-            s.name: StepState(
-                name=s.name,
-                position=s.position,
-                status=StepStatus(s.status),
-                attempts=s.attempts,
-                resource_id=s.resource_id,
-                started_at=s.started_at,
-                finished_at=s.finished_at,
-                error=s.error,
-                attempted_at=s.attempted_at,
-            )
-            for s in steps
-        },
-    )
+    row = (await conn.execute(_LOAD_CLIENT_ACTIVATION, {"id": activation_id, "client_id": client_id})).first()
+    return activation_from_row(dict(row._mapping)) if row is not None else None
 
 
 def encode_cursor(created_at: datetime, activation_id: uuid.UUID) -> str:

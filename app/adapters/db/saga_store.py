@@ -31,7 +31,7 @@ from .snapshot import LOAD_ACTIVATION, STEP_ROWS, activation_from_row
 from .statements import StatementPool
 from .tables import CLAIMABLE, activation_steps, activations
 
-# Sent when an activation becomes terminal, with its id: `Prefer: wait` answers at once.
+# Sent when an activation becomes terminal (or an operation of it ends), with its id: `Prefer: wait` answers at once.
 TERMINAL_CHANNEL = "activation_terminal"
 
 # The claim, also EXPLAINed by the benchmark (bench/history.py). It walks the partial index
@@ -44,6 +44,7 @@ WITH candidates AS (
     WHERE ({CLAIMABLE})
       AND run_after <= now()
       AND (lease_expires_at IS NULL OR lease_expires_at < now())
+      AND workflow_version = ANY(string_to_array(%(versions)s, ',')::int[])
     ORDER BY run_after
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -54,7 +55,7 @@ UPDATE activations AS a
        lease_epoch = a.lease_epoch + 1
   FROM candidates
  WHERE a.id = candidates.id
-RETURNING a.id, a.lease_epoch
+RETURNING a.id, a.lease_epoch, a.workflow_version
 """
 
 # Renewal keeps a released lease released (a renewal racing the terminal write must not hand the
@@ -134,16 +135,21 @@ _STEP_TABLE_COLUMNS = frozenset(activation_steps.c.keys())
 
 
 class SagaStore:
-    def __init__(self, statements: StatementPool, *, key_retention_hours: float = 24.0) -> None:
+    def __init__(
+        self, statements: StatementPool, *, key_retention_hours: float = 24.0, create_versions: Sequence[int] = (1,)
+    ) -> None:
         self._db = statements
         self._key_retention_seconds = key_retention_hours * 3600.0
+        # The create workflow versions this build has: it claims only activations of those.
+        self._versions = ",".join(str(int(v)) for v in create_versions)
 
     # ------------------------------------------------------------------ queue and lease
     async def claim(self, *, owner: str, limit: int, lease_seconds: float) -> list[ClaimedLease]:
         """Claim up to ``limit`` runnable activations. SKIP LOCKED lets many workers share the table;
         an expired lease is simply claimable again, with a higher epoch (the fencing token)."""
-        rows = await self._db.fetchall(CLAIM_SQL, {"limit": limit, "owner": owner, "lease": lease_seconds})
-        return [ClaimedLease(activation_id=row[0], epoch=row[1]) for row in rows]
+        params = {"limit": limit, "owner": owner, "lease": lease_seconds, "versions": self._versions}
+        rows = await self._db.fetchall(CLAIM_SQL, params)
+        return [ClaimedLease(activation_id=row[0], epoch=row[1], workflow_version=row[2]) for row in rows]
 
     async def renew(self, lease: Lease, lease_seconds: float) -> bool:
         params = {"id": lease.activation_id, "epoch": lease.epoch, "lease": lease_seconds}
@@ -428,6 +434,20 @@ _YIELDED_STATUS_EVENT = """
           FROM moved"""
 
 
+# The end of a compensation ends the rollback or retire operation that asked for it (contract §9):
+# succeeded when everything was deleted, failed when something could not be, unless an automatic
+# retry is scheduled (the operation is still under way).
+_CLOSES_TEARDOWN = frozenset({ActivationStatus.ROLLED_BACK, ActivationStatus.ROLLBACK_FAILED})
+_CLOSE_TEARDOWN_OPERATION = """
+, teardown_closed AS (
+    UPDATE activation_operations AS o
+       SET status = CASE WHEN moved.status = 'rolled_back' THEN 'succeeded' ELSE 'failed' END,
+           completed_at = now()
+      FROM moved
+     WHERE o.activation_id = moved.id AND o.kind IN ('rollback', 'retire') AND o.status = 'running'
+)"""
+
+
 @functools.cache
 def _status_sql(target: ActivationStatus, *, keep_error: bool, yields: bool, schedule_retry: bool) -> str:
     if yields:
@@ -440,6 +460,8 @@ def _status_sql(target: ActivationStatus, *, keep_error: bool, yields: bool, sch
      WHERE id = %(id)s AND lease_epoch = %(epoch)s AND status = %(current)s
  RETURNING id, status
 ){_insert_events("moved", _YIELDED_STATUS_EVENT if yields else "")}"""
+    if target in _CLOSES_TEARDOWN and not (target == ActivationStatus.ROLLBACK_FAILED and schedule_retry):
+        sql += _CLOSE_TEARDOWN_OPERATION
     if not target.terminal:
         return sql + "\nSELECT id, status FROM moved"
     return (

@@ -3,6 +3,7 @@ Activation: shared by the saga store and the API's hot paths."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -24,11 +25,31 @@ SELECT a.*, a.status AS current_status, ({STEP_ROWS}) AS step_rows
 """
 
 
+# The API's reads (SQLAlchemy's named parameters): one activation of one client, and a page of a
+# client's activations, newest first, in one statement whatever the page size.
+LOAD_CLIENT_ACTIVATION = f"""
+SELECT a.*, a.status AS current_status, ({STEP_ROWS}) AS step_rows
+  FROM activations a WHERE a.id = :id AND (CAST(:client_id AS text) IS NULL OR a.client_id = :client_id)
+"""
+
+LIST_CLIENT_ACTIVATIONS = f"""
+SELECT a.*, a.status AS current_status, ({STEP_ROWS}) AS step_rows
+  FROM activations a
+ WHERE a.client_id = :client_id
+   AND (CAST(:status AS text) IS NULL OR a.status = :status)
+   AND (CAST(:destination AS text) IS NULL OR lower(a.destination_name) = lower(:destination))
+   AND (CAST(:before_created AS timestamptz) IS NULL
+        OR (a.created_at, a.id) < (CAST(:before_created AS timestamptz), CAST(:before_id AS uuid)))
+ ORDER BY a.created_at DESC, a.id DESC
+ LIMIT :limit
+"""
+
+
 def _timestamp(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def activation_from_row(row: dict[str, Any]) -> Activation:
+def activation_from_row(row: Mapping[str, Any]) -> Activation:
     return Activation(
         id=row["id"],
         client_id=row["client_id"],
@@ -51,6 +72,15 @@ def activation_from_row(row: dict[str, Any]) -> Activation:
         run_crashes=row["run_crashes"],
         compensation_rounds=row["compensation_rounds"],
         compensation_retry_at=row["compensation_retry_at"],
+        workflow_version=row["workflow_version"],
+        revision=row["revision"],
+        applied_revision=row["applied_revision"],
+        state=row["state"],
+        desired_state=row["desired_state"],
+        drift_policy=row["drift_policy"],
+        sync_error=row["sync_error"],
+        sync_checked_at=row["sync_checked_at"],
+        queued_operations=row["queued_operations"],
         steps={
             s["name"]: StepState(
                 name=s["name"],

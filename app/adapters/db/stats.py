@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .tables import ACTIVE_STATUSES
+from app.domain.lifecycle import ACTIVE_STATUSES
 
 _QUERY = text(
     """
@@ -37,7 +37,7 @@ class QueueStats:
 async def queue_stats(engine: AsyncEngine) -> QueueStats:
     async with engine.connect() as conn:
         rows = (await conn.execute(_QUERY)).all()
-    by_status = dict.fromkeys(ACTIVE_STATUSES, 0)
+    by_status = dict.fromkeys(sorted(status.value for status in ACTIVE_STATUSES), 0)
     waiting = leased = 0
     for row in rows:
         by_status[row.status] = int(row.waiting) + int(row.leased)

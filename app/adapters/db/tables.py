@@ -8,6 +8,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -20,12 +21,13 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 metadata = MetaData()
 
-ACTIVE_STATUSES = ("pending", "running", "rolling_back")
-# What the claim query looks at (ix_activations_claimable): unfinished work, and failed compensations
-# whose automatic retry is scheduled.
+# What the claim query looks at (ix_activations_claimable): unfinished work (lifecycle.ACTIVE_STATUSES,
+# which a test holds this text to), failed compensations whose automatic retry is scheduled, and live
+# activations with an operation in their queue. Word for word the predicate of the index.
 CLAIMABLE = (
     "status IN ('pending', 'running', 'rolling_back') "
-    "OR (status = 'rollback_failed' AND compensation_retry_at IS NOT NULL)"
+    "OR (status = 'rollback_failed' AND compensation_retry_at IS NOT NULL) "
+    "OR (status = 'succeeded' AND queued_operations > 0)"
 )
 
 activations = Table(
@@ -61,6 +63,19 @@ activations = Table(
     # Automatic retries of a failed compensation: when the next is due (NULL: none), and how many ran.
     Column("compensation_retry_at", DateTime(timezone=True), nullable=True),
     Column("compensation_rounds", Integer, nullable=False, server_default=text("0")),
+    # The version of the create workflow the activation was accepted with (domain/workflows.py).
+    Column("workflow_version", Integer, nullable=False, server_default=text("1")),
+    # Contract §9: the desired state's revision, the one last confirmed upstream, the flow's state as
+    # last confirmed and as wanted, the drift policy, and the last sync failure and check.
+    Column("revision", Integer, nullable=False, server_default=text("1")),
+    Column("applied_revision", Integer, nullable=True),
+    Column("state", Text, nullable=True),
+    Column("desired_state", Text, nullable=False, server_default=text("'enabled'")),
+    Column("drift_policy", Text, nullable=False, server_default=text("'report'")),
+    Column("sync_error", JSONB, nullable=True),
+    Column("sync_checked_at", DateTime(timezone=True), nullable=True),
+    # Operations waiting in the activation's queue (activation_operations with status pending).
+    Column("queued_operations", Integer, nullable=False, server_default=text("0")),
     Index("ix_activations_claimable", "run_after", postgresql_where=text(CLAIMABLE)),
     Index("ix_activations_client_created", "client_id", text("created_at DESC"), text("id DESC")),
 )
@@ -119,4 +134,56 @@ idempotency_keys = Table(
     Column("expires_at", DateTime(timezone=True), nullable=True),
     PrimaryKeyConstraint("client_id", "key"),
     Index("ix_idempotency_keys_expires", "expires_at"),
+)
+
+
+# Contract §9: every change of a live activation is an operation, run one at a time in `seq` order.
+# The create operation is the activation's own saga (its steps are activation_steps); rollback and
+# retire are its compensation; the other kinds run their own steps (operation_steps).
+activation_operations = Table(
+    "activation_operations",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("activation_id", UUID(as_uuid=True), ForeignKey("activations.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", BigInteger, Identity(always=True), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("workflow_version", Integer, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("error", JSONB, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Index("ix_activation_operations_queue", "activation_id", "seq"),
+)
+
+operation_steps = Table(
+    "operation_steps",
+    metadata,
+    Column("operation_id", UUID(as_uuid=True), ForeignKey("activation_operations.id", ondelete="CASCADE")),
+    Column("name", Text, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("attempted_at", DateTime(timezone=True), nullable=True),
+    Column("error", JSONB, nullable=True),
+    PrimaryKeyConstraint("operation_id", "name"),
+)
+
+operation_keys = Table(
+    "operation_keys",
+    metadata,
+    Column("client_id", Text, nullable=False),
+    Column("activation_id", UUID(as_uuid=True), ForeignKey("activations.id", ondelete="CASCADE"), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("request_fingerprint", Text, nullable=False),
+    Column("operation_id", UUID(as_uuid=True), nullable=True),
+    Column("response_status", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("client_id", "activation_id", "key"),
+    Index("ix_operation_keys_expires", "expires_at"),
 )

@@ -1,0 +1,252 @@
+"""The API's side of the operation queue: a mutation of an activation (pause, resume, retire) is
+decided and queued in one transaction that first locks the activation row, so mutations of one
+activation are serialized and each sees the one before it. The decision itself (live or not, the
+ETag, already in that state) is the service's (app/services/operations.py), on what this reads.
+Every statement is named here."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.domain.lifecycle import ActivationStatus
+from app.domain.model import Operation
+
+from .intake import NOTIFY_CHANNEL
+from .operation_store import operation_from_row
+from .repository import REQUEST_ROLLBACK
+
+LOCK_ACTIVATION = text(
+    """
+SELECT id, status, revision, desired_state, queued_operations FROM activations
+ WHERE id = :id AND client_id = :client_id
+   FOR UPDATE
+"""
+)
+
+EXISTING_OPERATION_KEY = text(
+    """
+SELECT request_fingerprint, operation_id, response_status FROM operation_keys
+ WHERE client_id = :client_id AND activation_id = :id AND key = :key AND expires_at > now()
+"""
+)
+
+INSERT_OPERATION_KEY = text(
+    """
+INSERT INTO operation_keys (client_id, activation_id, key, request_fingerprint, operation_id, response_status,
+                            expires_at)
+VALUES (:client_id, :id, :key, :fingerprint, :operation_id, :response_status,
+        now() + make_interval(secs => :retention))
+ON CONFLICT (client_id, activation_id, key) DO UPDATE
+   SET request_fingerprint = excluded.request_fingerprint, operation_id = excluded.operation_id,
+       response_status = excluded.response_status, created_at = now(), expires_at = excluded.expires_at
+"""
+)
+
+# A pause or resume: the operation and its steps, the new revision and desired state, the queue
+# count, the event, and a NOTIFY that wakes a worker.
+QUEUE_FLOW_STATE_OPERATION = text(
+    f"""
+WITH new_operation AS (
+    INSERT INTO activation_operations (id, activation_id, kind, workflow_version, status, revision)
+    VALUES (:operation_id, :id, :kind, :version, 'pending', :revision)
+    RETURNING id
+), new_steps AS (
+    INSERT INTO operation_steps (operation_id, name, position, status)
+    SELECT new_operation.id, step.name, step.position - 1, 'pending'
+      FROM new_operation, unnest(CAST(:steps AS text[])) WITH ORDINALITY AS step(name, position)
+), moved AS (
+    UPDATE activations
+       SET revision = :revision, desired_state = :desired_state, queued_operations = queued_operations + 1,
+           run_after = now(), updated_at = now()
+     WHERE id = :id
+ RETURNING id
+), queued_event AS (
+    INSERT INTO activation_events (activation_id, type, step, data)
+    SELECT :id, 'operation', NULL,
+           jsonb_build_object('operationId', CAST(:operation_id AS text), 'kind', CAST(:kind AS text),
+                              'status', 'pending', 'revision', CAST(:revision AS int))
+)
+SELECT pg_notify('{NOTIFY_CHANNEL}', CAST(:id AS text))
+"""
+)
+
+# A rollback or retire that started or was recorded: its operation is running from now (the
+# compensation closes it, see saga_store), and whatever waited in the queue will never run.
+RECORD_TEARDOWN_OPERATION = text(
+    """
+WITH cancelled AS (
+    UPDATE activation_operations
+       SET status = 'failed', completed_at = now(),
+           error = jsonb_build_object('type', 'urn:activation-gateway:problem:operation-cancelled',
+                                      'title', 'Operation cancelled', 'status', 409,
+                                      'detail', 'the activation is being torn down (' || CAST(:kind AS text) || ')')
+     WHERE activation_id = :id AND status = 'pending' AND kind NOT IN ('rollback', 'retire')
+), new_operation AS (
+    INSERT INTO activation_operations (id, activation_id, kind, workflow_version, status, revision, started_at)
+    SELECT :operation_id, a.id, :kind, a.workflow_version, 'running', a.revision, now()
+      FROM activations a WHERE a.id = :id
+), dequeued AS (
+    UPDATE activations SET queued_operations = 0 WHERE id = :id
+), recorded_event AS (
+    INSERT INTO activation_events (activation_id, type, step, data)
+    SELECT :id, 'operation', NULL,
+           jsonb_build_object('operationId', CAST(:operation_id AS text), 'kind', CAST(:kind AS text),
+                              'status', 'running')
+)
+SELECT 1
+"""
+)
+
+OPERATION_COLUMNS = """
+       o.id, o.activation_id, o.kind, o.workflow_version, o.status, o.revision, o.error, o.created_at,
+       o.started_at, o.completed_at,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                   'name', s.name, 'position', s.position, 'status', s.status, 'attempts', s.attempts,
+                   'started_at', s.started_at, 'finished_at', s.finished_at, 'attempted_at', s.attempted_at,
+                   'error', s.error) ORDER BY s.position), '[]'::jsonb)
+          FROM operation_steps s WHERE s.operation_id = o.id) AS step_rows"""
+
+# Newest first, keyset-paged on seq; one statement whatever the page size.
+LIST_OPERATIONS = text(
+    f"""
+SELECT o.seq, {OPERATION_COLUMNS}
+  FROM activation_operations o
+ WHERE o.activation_id = :id AND (CAST(:before AS bigint) IS NULL OR o.seq < CAST(:before AS bigint))
+ ORDER BY o.seq DESC
+ LIMIT :limit
+"""
+)
+
+GET_OPERATION = text(
+    f"""
+SELECT o.seq, {OPERATION_COLUMNS}
+  FROM activation_operations o
+ WHERE o.activation_id = :id AND o.id = :operation_id
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LockedActivation:
+    id: uuid.UUID
+    status: ActivationStatus
+    revision: int
+    desired_state: str
+    queued_operations: int
+
+
+@dataclass(frozen=True, slots=True)
+class OperationKey:
+    request_fingerprint: str
+    operation_id: uuid.UUID | None
+    response_status: int
+
+
+class OperationQueue:
+    """One transaction per mutation: ``mutate`` locks the activation and hands the decision to the
+    service with the calls it may make, all inside the transaction."""
+
+    def __init__(self, engine: AsyncEngine, *, key_retention_hours: float) -> None:
+        self._engine = engine
+        self._key_retention_seconds = key_retention_hours * 3600.0
+
+    async def mutate(
+        self,
+        activation_id: uuid.UUID,
+        client_id: str,
+        decide: Callable[[QueueTransaction], Awaitable[Any]],
+    ) -> Any:
+        async with self._engine.begin() as conn:
+            return await decide(QueueTransaction(conn, activation_id, client_id, self._key_retention_seconds))
+
+    async def list_operations(
+        self, activation_id: uuid.UUID, *, limit: int, before: int | None
+    ) -> list[tuple[int, Operation]]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(LIST_OPERATIONS, {"id": activation_id, "limit": limit, "before": before})).all()
+        return [(row.seq, operation_from_row(dict(row._mapping))) for row in rows]
+
+    async def get_operation(self, activation_id: uuid.UUID, operation_id: uuid.UUID) -> Operation | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(GET_OPERATION, {"id": activation_id, "operation_id": operation_id})).first()
+        return operation_from_row(dict(row._mapping)) if row is not None else None
+
+
+class QueueTransaction:
+    def __init__(self, conn: AsyncConnection, activation_id: uuid.UUID, client_id: str, retention: float) -> None:
+        self._conn = conn
+        self.activation_id = activation_id
+        self.client_id = client_id
+        self._retention = retention
+
+    async def lock(self) -> LockedActivation | None:
+        row = (await self._conn.execute(LOCK_ACTIVATION, self._ids())).first()
+        if row is None:
+            return None
+        return LockedActivation(
+            id=row.id,
+            status=ActivationStatus(row.status),
+            revision=row.revision,
+            desired_state=row.desired_state,
+            queued_operations=row.queued_operations,
+        )
+
+    async def existing_key(self, key: str) -> OperationKey | None:
+        row = (await self._conn.execute(EXISTING_OPERATION_KEY, {**self._ids(), "key": key})).first()
+        if row is None:
+            return None
+        return OperationKey(row.request_fingerprint, row.operation_id, row.response_status)
+
+    async def remember_key(
+        self, key: str, fingerprint: str, operation_id: uuid.UUID | None, response_status: int
+    ) -> None:
+        params = {
+            **self._ids(),
+            "key": key,
+            "fingerprint": fingerprint,
+            "operation_id": operation_id,
+            "response_status": response_status,
+            "retention": self._retention,
+        }
+        await self._conn.execute(INSERT_OPERATION_KEY, params)
+
+    async def queue_flow_state(
+        self,
+        operation_id: uuid.UUID,
+        *,
+        kind: str,
+        version: int,
+        revision: int,
+        desired_state: str,
+        steps: Sequence[str],
+    ) -> None:
+        params = {
+            "id": self.activation_id,
+            "operation_id": operation_id,
+            "kind": kind,
+            "version": version,
+            "revision": revision,
+            "desired_state": desired_state,
+            "steps": list(steps),
+        }
+        await self._conn.execute(QUEUE_FLOW_STATE_OPERATION, params)
+
+    async def request_teardown(self, operation_id: uuid.UUID, *, kind: str) -> bool:
+        """Request the rollback (repository.REQUEST_ROLLBACK) and record its operation; False when
+        nothing was to be done (already rolling back or rolled back)."""
+        row = (await self._conn.execute(REQUEST_ROLLBACK, {**self._ids(), "ch": NOTIFY_CHANNEL})).first()
+        if row is None:
+            return False
+        await self._conn.execute(
+            RECORD_TEARDOWN_OPERATION, {"id": self.activation_id, "operation_id": operation_id, "kind": kind}
+        )
+        return True
+
+    def _ids(self) -> dict[str, Any]:
+        return {"id": self.activation_id, "client_id": self.client_id}

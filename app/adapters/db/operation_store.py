@@ -1,0 +1,286 @@
+"""The worker's side of the operation queue (domain.ports.OperationStore): named statements, each
+run as one statement of its own on the worker's pool, each fenced like the saga's writes: the
+first CTE updates the activation row only under the current lease epoch, everything else joins
+on it, so a worker that lost its lease writes nothing and gets no row (LeaseLost).
+
+An operation's end also releases the lease (the activation stays `succeeded`, which the worker
+takes as released) and makes the activation claimable at once when more operations wait.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from app.domain.lifecycle import OperationStatus, StepStatus
+from app.domain.model import Lease, LeaseLost, Operation, StepState
+from app.domain.ports import EventRows
+
+from .saga_store import TERMINAL_CHANNEL
+from .statements import StatementPool
+
+# Inserts the rows of %(events)s (the run's upstream calls, then the write's own events) for the
+# fenced activation, in their order: ids follow it, so the timeline keeps call order.
+_EVENTS_CTE = """
+, new_events AS (
+    INSERT INTO activation_events (activation_id, type, step, data)
+    SELECT fence.id, e.type, e.step, e.data
+      FROM fence, jsonb_to_recordset(%(events)s) AS e(ord int, type text, step text, data jsonb)
+     ORDER BY e.ord
+)"""
+
+BEGIN_OPERATION = """
+WITH fence AS (
+    UPDATE activations SET updated_at = now()
+     WHERE id = %(id)s AND lease_epoch = %(epoch)s
+ RETURNING id
+), next_operation AS (
+    SELECT o.id, o.status AS previous FROM activation_operations o, fence
+     WHERE o.activation_id = fence.id AND o.status IN ('pending', 'running')
+       AND o.kind NOT IN ('rollback', 'retire')
+     ORDER BY o.seq LIMIT 1
+), started AS (
+    UPDATE activation_operations AS o
+       SET status = 'running', started_at = coalesce(o.started_at, now())
+      FROM next_operation
+     WHERE o.id = next_operation.id
+ RETURNING o.*, next_operation.previous
+), status_event AS (
+    INSERT INTO activation_events (activation_id, type, step, data)
+    SELECT activation_id, 'operation', NULL,
+           jsonb_build_object('operationId', id, 'kind', kind, 'status', 'running', 'revision', revision)
+      FROM started WHERE previous = 'pending'
+)
+SELECT fence.id AS fenced, started.id, started.activation_id, started.kind, started.workflow_version,
+       started.status, started.revision, started.error, started.created_at, started.started_at,
+       started.completed_at,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                   'name', s.name, 'position', s.position, 'status', s.status, 'attempts', s.attempts,
+                   'started_at', s.started_at, 'finished_at', s.finished_at, 'attempted_at', s.attempted_at,
+                   'error', s.error) ORDER BY s.position), '[]'::jsonb)
+          FROM operation_steps s WHERE s.operation_id = started.id) AS step_rows
+  FROM fence LEFT JOIN started ON true
+"""
+
+# The queue was empty after all (its count had drifted): set it right and let the activation go.
+RELEASE_EMPTY_QUEUE = """
+UPDATE activations SET queued_operations = 0, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+ WHERE id = %(id)s AND lease_epoch = %(epoch)s
+"""
+
+START_OPERATION_STEP = f"""
+WITH fence AS (
+    UPDATE activations SET updated_at = now()
+     WHERE id = %(id)s AND lease_epoch = %(epoch)s
+ RETURNING id
+), started AS (
+    UPDATE operation_steps AS s
+       SET status = 'running', attempts = s.attempts + 1, started_at = coalesce(s.started_at, now()),
+           attempted_at = now(), finished_at = NULL
+      FROM fence
+     WHERE s.operation_id = %(operation_id)s AND s.name = %(step)s
+ RETURNING s.attempts
+){_EVENTS_CTE}
+SELECT (SELECT attempts FROM started) AS attempts FROM fence
+"""
+
+# What a step of an operation may set on the activation: the flow's state and etag it confirmed.
+FINISH_OPERATION_STEP = f"""
+WITH fence AS (
+    UPDATE activations
+       SET updated_at = now(),
+           state = CASE WHEN %(values)s::jsonb ? 'state' THEN %(values)s::jsonb ->> 'state' ELSE state END,
+           flow_etag = CASE WHEN %(values)s::jsonb ? 'flow_etag' THEN %(values)s::jsonb ->> 'flow_etag'
+                            ELSE flow_etag END
+     WHERE id = %(id)s AND lease_epoch = %(epoch)s
+ RETURNING id
+), finished AS (
+    UPDATE operation_steps AS s SET status = %(status)s, finished_at = now(), error = %(error)s
+      FROM fence
+     WHERE s.operation_id = %(operation_id)s AND s.name = %(step)s
+){_EVENTS_CTE}
+SELECT id FROM fence
+"""
+
+# The operation ends: succeeded, it confirms its revision upstream; failed, the live activation
+# keeps what it had and sync says why (contract §9), and the desired state goes back to the state
+# last confirmed unless a later operation waits to set it. Either way the queue moves on, the
+# lease goes, and `Prefer: wait` requests are woken.
+FINISH_OPERATION = f"""
+WITH fence AS (
+    UPDATE activations
+       SET updated_at = now(),
+           queued_operations = greatest(queued_operations - 1, 0),
+           run_crashes = 0,
+           applied_revision = CASE WHEN %(succeeded)s THEN greatest(coalesce(applied_revision, 0), %(revision)s)
+                                   ELSE applied_revision END,
+           sync_error = CASE WHEN %(succeeded)s THEN NULL ELSE %(error)s END,
+           sync_checked_at = CASE WHEN %(succeeded)s THEN now() ELSE sync_checked_at END,
+           desired_state = CASE WHEN NOT %(succeeded)s AND queued_operations <= 1 THEN coalesce(state, desired_state)
+                                ELSE desired_state END,
+           lease_owner = NULL, lease_expires_at = NULL, run_after = now()
+     WHERE id = %(id)s AND lease_epoch = %(epoch)s
+ RETURNING id
+), ended AS (
+    UPDATE activation_operations AS o
+       SET status = %(status)s, error = %(error)s, completed_at = now()
+      FROM fence
+     WHERE o.id = %(operation_id)s AND o.status = 'running'
+){_EVENTS_CTE}, notified AS (
+    SELECT pg_notify('{TERMINAL_CHANNEL}', id::text) FROM fence
+)
+SELECT id, (SELECT count(*) FROM notified) AS notified FROM fence
+"""
+
+# Left for a process whose build has the operation's workflow version: looked at again later,
+# said once in the timeline.
+DEFER_OPERATION = """
+WITH fence AS (
+    UPDATE activations
+       SET updated_at = now(), lease_owner = NULL, lease_expires_at = NULL,
+           run_after = now() + make_interval(secs => %(delay)s)
+     WHERE id = %(id)s AND lease_epoch = %(epoch)s
+ RETURNING id
+), noted AS (
+    INSERT INTO activation_events (activation_id, type, step, data)
+    SELECT fence.id, 'workflow_unavailable', NULL,
+           jsonb_build_object('operationId', %(operation_id)s::text, 'reason', %(reason)s::text)
+      FROM fence
+     WHERE NOT EXISTS (SELECT FROM activation_events e
+                        WHERE e.activation_id = fence.id AND e.type = 'workflow_unavailable'
+                          AND e.data ->> 'operationId' = %(operation_id)s::text)
+)
+SELECT id FROM fence
+"""
+
+_OPERATION_VALUES = frozenset({"state", "flow_etag"})
+
+
+class OperationStore:
+    def __init__(self, statements: StatementPool) -> None:
+        self._db = statements
+
+    async def begin_operation(self, lease: Lease) -> Operation | None:
+        row = await self._db.fetchone(BEGIN_OPERATION, _fence(lease))
+        if row is None:
+            raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
+        if row["id"] is None:
+            await self._db.execute(RELEASE_EMPTY_QUEUE, _fence(lease))
+            return None
+        return operation_from_row(row)
+
+    async def start_operation_step(self, lease: Lease, operation_id: uuid.UUID, step: str, *, events: EventRows) -> int:
+        params = {**_fence(lease), "operation_id": operation_id, "step": step, "events": _events(events)}
+        row = await self._fenced(START_OPERATION_STEP, params, lease)
+        return int(row["attempts"])
+
+    async def finish_operation_step(
+        self,
+        lease: Lease,
+        operation_id: uuid.UUID,
+        step: str,
+        *,
+        succeeded: bool,
+        error: dict[str, Any] | None = None,
+        activation_values: Mapping[str, Any] | None = None,
+        events: EventRows = (),
+    ) -> None:
+        values = dict(activation_values or {})
+        if not values.keys() <= _OPERATION_VALUES:
+            raise ValueError(f"an operation's step may set only {sorted(_OPERATION_VALUES)}, not {sorted(values)}")
+        status = StepStatus.SUCCEEDED if succeeded else StepStatus.FAILED
+        data: dict[str, Any] = {"status": status.value, "operationId": str(operation_id)}
+        if error is not None:
+            data["error"] = error
+        rows = [*events, {"type": "step", "step": step, "data": data}]
+        params = {
+            **_fence(lease),
+            "operation_id": operation_id,
+            "step": step,
+            "status": status.value,
+            "error": Jsonb(error) if error is not None else None,
+            "values": Jsonb(values),
+            "events": _events(rows),
+        }
+        await self._fenced(FINISH_OPERATION_STEP, params, lease)
+
+    async def finish_operation(
+        self, lease: Lease, operation: Operation, *, error: dict[str, Any] | None, events: EventRows = ()
+    ) -> None:
+        status = OperationStatus.SUCCEEDED if error is None else OperationStatus.FAILED
+        data: dict[str, Any] = {
+            "operationId": str(operation.id),
+            "kind": operation.kind,
+            "status": status.value,
+            "revision": operation.revision,
+        }
+        if error is not None:
+            data["error"] = error
+        rows = [*events, {"type": "operation", "step": None, "data": data}]
+        params = {
+            **_fence(lease),
+            "operation_id": operation.id,
+            "succeeded": error is None,
+            "status": status.value,
+            "revision": operation.revision,
+            "error": Jsonb(error) if error is not None else None,
+            "events": _events(rows),
+        }
+        await self._fenced(FINISH_OPERATION, params, lease)
+
+    async def defer_operation(self, lease: Lease, operation: Operation, *, delay_seconds: float, reason: str) -> None:
+        params = {**_fence(lease), "operation_id": str(operation.id), "delay": delay_seconds, "reason": reason}
+        await self._fenced(DEFER_OPERATION, params, lease)
+
+    async def _fenced(self, sql: str, params: Mapping[str, Any], lease: Lease) -> dict[str, Any]:
+        row = await self._db.fetchone(sql, params)
+        if row is None:
+            raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
+        return row
+
+
+def _fence(lease: Lease) -> dict[str, Any]:
+    return {"id": lease.activation_id, "epoch": lease.epoch}
+
+
+def _events(rows: EventRows) -> Jsonb:
+    return Jsonb([{"ord": i, "type": r["type"], "step": r.get("step"), "data": r["data"]} for i, r in enumerate(rows)])
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+def operation_from_row(row: Mapping[str, Any]) -> Operation:
+    """The one mapper of an operation row (with its ``step_rows`` as JSON), worker and API alike."""
+    return Operation(
+        id=row["id"],
+        activation_id=row["activation_id"],
+        kind=row["kind"],
+        workflow_version=row["workflow_version"],
+        status=OperationStatus(row["status"]),
+        revision=row["revision"],
+        error=row["error"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        steps={
+            s["name"]: StepState(
+                name=s["name"],
+                position=s["position"],
+                status=StepStatus(s["status"]),
+                attempts=s["attempts"],
+                started_at=_timestamp(s["started_at"]),
+                finished_at=_timestamp(s["finished_at"]),
+                attempted_at=_timestamp(s["attempted_at"]),
+                error=s["error"],
+            )
+            for s in row["step_rows"] or []
+        },
+    )

@@ -1,0 +1,132 @@
+"""Runs the next operation in a live activation's queue (pause, resume; later update, export): its
+workflow's steps one after the other, each recorded before its upstream call and after it, under
+the activation's lease like the create saga. An operation that fails for good leaves the live
+activation in place (contract §9): the operation is failed, sync says why, the flow keeps what it had.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from .catalog import DestinationCatalog
+from .errors import StepFailed
+from .lifecycle import StepStatus
+from .model import Activation, Lease, Operation
+from .observer import SagaObserver
+from .ports import Cipher, FlowService, OperationStore, UpstreamError
+from .problems import problem_from_domain, problem_from_upstream
+from .retry import RetryPolicy
+from .steps import StepContext
+from .upstream import LeasedFlowService, take_calls
+from .workflows import OperationKind, Workflows
+
+log = structlog.get_logger(__name__)
+
+# An operation whose workflow version this build lacks is looked at again this much later.
+UNAVAILABLE_RETRY_SECONDS = 60.0
+
+
+class OperationRunner:
+    def __init__(
+        self,
+        store: OperationStore,
+        client: FlowService,
+        catalog: DestinationCatalog,
+        cipher: Cipher,
+        *,
+        workflows: Workflows,
+        retry: RetryPolicy,
+        observer: SagaObserver,
+        late_commit_window: timedelta,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._catalog = catalog
+        self._cipher = cipher
+        self._workflows = workflows
+        self._retry = retry
+        self._observer = observer
+        self._late_commit_window = late_commit_window
+
+    async def run_next(self, lease: Lease, activation: Activation) -> None:
+        operation = await self._store.begin_operation(lease)
+        if operation is None:
+            return
+        definition = self._workflows.get(OperationKind(operation.kind), operation.workflow_version)
+        if definition is None:
+            reason = f"{operation.kind} workflow v{operation.workflow_version} is not in this build"
+            log.error(
+                "operation left for a process that has its workflow", operation_id=str(operation.id), reason=reason
+            )
+            self._observer.workflow_unavailable(operation.kind)
+            await self._store.defer_operation(lease, operation, delay_seconds=UNAVAILABLE_RETRY_SECONDS, reason=reason)
+            return
+        started = time.monotonic()
+        for step in definition.steps:
+            state = operation.steps[step.name]
+            if state.status == StepStatus.SUCCEEDED:
+                continue
+            try:
+                async for retry in self._retry.retrying():
+                    with retry:
+                        attempt = await self._store.start_operation_step(
+                            lease, operation.id, step.name, events=take_calls(lease)
+                        )
+                        state.status, state.attempts, state.attempted_at = (
+                            StepStatus.RUNNING,
+                            attempt,
+                            datetime.now(UTC),
+                        )
+                        result = await step.forward(self._context(lease, activation, operation, step.name, attempt))
+            except (StepFailed, UpstreamError) as exc:
+                problem = (
+                    problem_from_domain(step.name, exc)
+                    if isinstance(exc, StepFailed)
+                    else problem_from_upstream(step.name, exc)
+                )
+                await self._store.finish_operation_step(
+                    lease, operation.id, step.name, succeeded=False, error=problem, events=take_calls(lease)
+                )
+                await self._store.finish_operation(lease, operation, error=problem, events=take_calls(lease))
+                self._observer.operation_finished(operation.kind, "failed", time.monotonic() - started)
+                log.warning("operation failed", operation_id=str(operation.id), kind=operation.kind, step=step.name)
+                return
+            await self._store.finish_operation_step(
+                lease,
+                operation.id,
+                step.name,
+                succeeded=True,
+                activation_values=result.activation_values,
+                events=take_calls(lease),
+            )
+            state.status = StepStatus.SUCCEEDED
+            for column, value in result.activation_values.items():
+                setattr(activation, column, value)
+        await self._store.finish_operation(lease, operation, error=None, events=take_calls(lease))
+        self._observer.operation_finished(operation.kind, "succeeded", time.monotonic() - started)
+        log.info("operation succeeded", operation_id=str(operation.id), kind=operation.kind)
+
+    async def fail_current(self, lease: Lease, problem: dict[str, Any]) -> None:
+        """End the operation in hand as failed (it kept crashing the run, see SagaRunner.record_crash)."""
+        operation = await self._store.begin_operation(lease)
+        if operation is not None:
+            await self._store.finish_operation(lease, operation, error=problem, events=take_calls(lease))
+            self._observer.operation_finished(operation.kind, "failed", 0.0)
+
+    def _context(
+        self, lease: Lease, activation: Activation, operation: Operation, step: str, attempt: int
+    ) -> StepContext:
+        labels = {"step": step, "attempt": attempt, "operation_id": str(operation.id)}
+        return StepContext(
+            activation=activation,
+            upstream=LeasedFlowService(self._client, lease, **labels),
+            catalog=self._catalog,
+            cipher=self._cipher,
+            attempt=attempt,
+            late_commit_window=self._late_commit_window,
+            operation_steps=operation.steps,
+        )

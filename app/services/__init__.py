@@ -1,0 +1,1 @@
+"""Use cases: what the API asks of the gateway, on the domain and through its ports."""

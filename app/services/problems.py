@@ -1,0 +1,13 @@
+"""A use case's refusal as an RFC 9457 problem; the API renders it (app/api/problems.py)."""
+
+from __future__ import annotations
+
+
+class ServiceProblem(Exception):
+    def __init__(self, status: int, slug: str, title: str, detail: str, *, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.headers = headers or {}
