@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from app.adapters.db.unavailable import DATABASE_UNAVAILABLE
 from app.api import activations, destinations, health, operations
 from app.api.middleware import RequestContextMiddleware
 from app.api.openapi_doc import enrich
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None, deployment: Deployment | None =
         ],
     )
     app.add_middleware(RequestContextMiddleware)
-    install_problem_handlers(app)
+    install_problem_handlers(app, database_unavailable=DATABASE_UNAVAILABLE)
     app.include_router(activations.router)
     app.include_router(operations.router)
     app.include_router(destinations.router)

@@ -14,10 +14,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from app.adapters.db.intake import NewActivation
-from app.adapters.db.repository import decode_cursor
 from app.domain.lifecycle import ActivationStatus
-from app.domain.model import Activation
+from app.domain.model import Activation, NewActivation
+from app.domain.paging import decode_cursor
 from app.domain.sftp_hosts import sftp_host_refusal
 from app.domain.workflows import WORKFLOWS, OperationKind
 

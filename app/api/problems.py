@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.adapters.db.unavailable import DATABASE_UNAVAILABLE
 from app.services.problems import ServiceProblem
 
 PROBLEM_JSON = "application/problem+json"
@@ -137,7 +136,9 @@ _STATUS_SLUGS = {
 _DATABASE_RETRY_AFTER_SECONDS = "2"
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(app: FastAPI, *, database_unavailable: Sequence[type[Exception]] = ()) -> None:
+    """``database_unavailable``: the exceptions that mean the database did not answer (503)."""
+
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProblemError)
         exc.problem.instance = request.url.path
@@ -180,7 +181,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = "the database did not answer; nothing was changed, retry shortly"
         return _server_problem(request, 503, detail, {"Retry-After": _DATABASE_RETRY_AFTER_SECONDS})
 
-    for database_error in DATABASE_UNAVAILABLE:
+    for database_error in database_unavailable:
         app.add_exception_handler(database_error, on_database_unavailable)
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(ServiceProblem, on_service_problem)

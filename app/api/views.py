@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row
-
 from app.domain.lifecycle import sync_status
 from app.domain.model import Activation, Operation, StepState
 
@@ -88,5 +86,6 @@ def _steps(steps: dict[str, StepState]) -> list[StepOut]:
     ]
 
 
-def event_view(row: Row[Any]) -> EventOut:
+def event_view(row: Any) -> EventOut:
+    """``row``: an activation_events row (id, occurred_at, type, step, data)."""
     return EventOut(id=row.id, occurredAt=row.occurred_at, type=row.type, step=row.step, data=row.data)

@@ -13,7 +13,15 @@ from app.adapters.db.engine import sync_url
 from app.adapters.db.tables import metadata
 from tests.support.database import fresh_database
 
-TABLES = {"activations", "activation_steps", "activation_events", "idempotency_keys"}
+TABLES = {
+    "activations",
+    "activation_steps",
+    "activation_events",
+    "idempotency_keys",
+    "activation_operations",
+    "operation_steps",
+    "operation_keys",
+}
 
 
 def table_names(url: str) -> set[str]:

@@ -3,10 +3,9 @@ rollback requests. The worker's claims, leases and fenced step writes are in sag
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.lifecycle import ActivationStatus, sources_of
 from app.domain.model import Activation
+from app.domain.paging import decode_cursor, encode_cursor
 
 from .intake import NOTIFY_CHANNEL
 from .snapshot import LIST_CLIENT_ACTIVATIONS, LOAD_CLIENT_ACTIVATION, activation_from_row
@@ -211,16 +211,3 @@ async def _add_event(
 async def _load(conn: AsyncConnection, activation_id: uuid.UUID, *, client_id: str | None = None) -> Activation | None:
     row = (await conn.execute(_LOAD_CLIENT_ACTIVATION, {"id": activation_id, "client_id": client_id})).first()
     return activation_from_row(dict(row._mapping)) if row is not None else None
-
-
-def encode_cursor(created_at: datetime, activation_id: uuid.UUID) -> str:
-    raw = f"{created_at.astimezone(UTC).isoformat()}|{activation_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """Raises ValueError on anything that is not a cursor this service issued."""
-    padded = cursor + "=" * (-len(cursor) % 4)
-    raw = base64.urlsafe_b64decode(padded.encode()).decode()
-    created, _, ident = raw.partition("|")
-    return datetime.fromisoformat(created), uuid.UUID(ident)
