@@ -28,7 +28,7 @@ from app.adapters.db.operation_store import OperationStore
 from app.adapters.db.repository import ActivationRepository
 from app.adapters.db.saga_store import SagaStore
 from app.adapters.db.statements import StatementPool
-from app.adapters.db.stats import queue_stats
+from app.adapters.db.stats import queue_stats, unrunnable_work
 from app.adapters.flowservice import FlowServiceClient, TokenProvider, UpstreamCall
 from app.adapters.flowservice.client import build_http_client, build_transport, upstream_timeout
 from app.api.auth import ApiKeyRegistry
@@ -39,6 +39,7 @@ from app.domain.saga import CompensationRetries, SagaRunner
 from app.domain.worker import Worker
 from app.domain.workflows import WORKFLOWS, OperationKind
 from app.metrics import Metrics
+from app.services.activations import ActivationService
 from app.services.operations import OperationService
 from app.settings import Settings
 
@@ -255,6 +256,18 @@ class Runtime:
                 max_seconds=settings.compensation_retry_max_seconds,
             ),
         )
+        self.activations = ActivationService(
+            self.intake,
+            self.repository,
+            self.destinations,
+            self.notifications,
+            self.cipher,
+            create_workflow=WORKFLOWS.current(OperationKind.CREATE),
+            default_sandbox=settings.adobe_sandbox,
+            sandboxes=settings.sandboxes,
+            sftp_hosts=settings.sftp_host_allow_list,
+            on_created=self.metrics.activations_created.inc,
+        )
         # The use cases of changing a live activation (the API reaches them through a dependency).
         self.operations = OperationService(
             OperationQueue(self.engine, key_retention_hours=settings.idempotency_key_retention_hours),
@@ -330,6 +343,19 @@ class Runtime:
             log.warning("queue statistics unavailable", error=type(exc).__name__)
             stats = None
         self.metrics.refresh_queue(stats)
+        try:
+            unrunnable = await asyncio.wait_for(self._unrunnable_work(), _DATABASE_CHECK_TIMEOUT_SECONDS)
+        except Exception as exc:
+            log.warning("unrunnable work unavailable", error=type(exc).__name__)
+            unrunnable = None
+        self.metrics.unrunnable_operations.set(float("nan") if unrunnable is None else unrunnable)
+
+    async def _unrunnable_work(self) -> int:
+        return await unrunnable_work(
+            self.engine,
+            create_versions=WORKFLOWS.versions(OperationKind.CREATE),
+            operation_versions=WORKFLOWS.operation_keys(),
+        )
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -382,6 +408,21 @@ class Runtime:
                 "output": "built-in emulator" if self.deployment.emulated else "Adobe",
             }
         ]
+        try:
+            unrunnable = await asyncio.wait_for(self._unrunnable_work(), _DATABASE_CHECK_TIMEOUT_SECONDS)
+        except Exception:  # the database check above already says so
+            unrunnable = None
+        if unrunnable:
+            # Not a failure of this process (it serves everything else): a warning that work waits
+            # for a process whose build has its workflow version (see domain/workflows.py).
+            checks["workflows:versions"] = [
+                {
+                    "status": "warn",
+                    "observedValue": unrunnable,
+                    "observedUnit": "unfinished activations and operations",
+                    "output": "their workflow version is not in this build; a process that has it must run them",
+                }
+            ]
         if self.draining:
             checks["process:draining"] = [{"status": "fail", "output": "shutting down"}]
         return checks

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Annotated, Literal
 
 import structlog
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from app.domain.catalog import CatalogUnavailable, Destination
+from app.domain.catalog import CatalogUnavailable, Destination, DestinationCheck
 
 from .auth import current_client
-from .problems import FieldError, ProblemError, problem_responses
-from .schemas import ActivationRequest, S3Storage
-
-if TYPE_CHECKING:
-    from app.runtime import Runtime
+from .problems import ProblemError, problem_responses
 
 router = APIRouter(tags=["destinations"])
 log = structlog.get_logger(__name__)
@@ -58,9 +54,9 @@ _EXAMPLE = {
 }
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+def destination_check(request: Request) -> DestinationCheck:
+    check: DestinationCheck = request.app.state.runtime.destinations
+    return check
 
 
 def _view(destination: Destination) -> AvailableDestination:
@@ -93,9 +89,9 @@ def _view(destination: Destination) -> AvailableDestination:
     # The bearer scheme app/api/openapi_doc.py declares; it adds it to /activations* by itself.
     openapi_extra={"security": [{"bearerAuth": []}]},
 )
-async def list_destinations(request: Request) -> DestinationList:
+async def list_destinations(check: Annotated[DestinationCheck, Depends(destination_check)]) -> DestinationList:
     try:
-        destinations = await _runtime(request).destinations.listing()
+        destinations = await check.listing()
     except CatalogUnavailable as exc:
         log.warning("destination catalog unreadable", reason=str(exc))
         raise ProblemError(
@@ -106,18 +102,3 @@ async def list_destinations(request: Request) -> DestinationList:
             headers={"Retry-After": _CATALOG_RETRY_AFTER_SECONDS},
         ) from None
     return DestinationList(items=[_view(d) for d in destinations])
-
-
-async def catalog_refusal(runtime: Runtime, body: ActivationRequest) -> FieldError | None:
-    """The early catalog check of `POST /activations`, as a field error of the request document."""
-    if isinstance(body.storage, S3Storage):
-        storage_type, sftp_auth = "s3", None
-    else:
-        storage_type, sftp_auth = "sftp", "password" if body.storage.password is not None else "sshKey"
-    refusal = await runtime.destinations.refusal(
-        destination=body.destination, storage_type=storage_type, sftp_auth=sftp_auth
-    )
-    if refusal is None:
-        return None
-    path = {"destination": "/destination", "storage": "/storage/type"}.get(refusal.field, f"/storage/{sftp_auth}")
-    return FieldError(path=path, message=refusal.message)

@@ -152,6 +152,7 @@ def install_problem_handlers(app: FastAPI, *, database_unavailable: Sequence[typ
             status=exc.status,
             detail=exc.detail,
             instance=request.url.path,
+            errors=[FieldError(path=path, message=message) for path, message in exc.errors] or None,
         )
         return problem_response(problem, exc.headers)
 

@@ -77,6 +77,10 @@ class Workflows:
     def versions(self, kind: OperationKind) -> tuple[int, ...]:
         return tuple(sorted(version for k, version in self._by_key if k == kind))
 
+    def operation_keys(self) -> tuple[str, ...]:
+        """ "kind:version" of every definition other than create's: what this build can run."""
+        return tuple(f"{k.value}:{v}" for k, v in sorted(self._by_key) if k != OperationKind.CREATE)
+
 
 # Rollback and retire are the create workflow's compensation (contract §4, §11): they run with the
 # create version of the activation, so they need no definitions of their own.

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class ServiceProblem(Exception):
-    def __init__(self, status: int, slug: str, title: str, detail: str, *, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str,
+        *,
+        errors: Sequence[tuple[str, str]] = (),
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(detail)
         self.status = status
         self.slug = slug
         self.title = title
         self.detail = detail
+        self.errors = list(errors)  # (JSON pointer, message) of each field that failed validation
         self.headers = headers or {}

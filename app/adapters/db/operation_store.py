@@ -99,7 +99,7 @@ WITH fence AS (
      WHERE id = %(id)s AND lease_epoch = %(epoch)s
  RETURNING id
 ), finished AS (
-    UPDATE operation_steps AS s SET status = %(status)s, finished_at = now(), error = %(error)s
+    UPDATE operation_steps AS s SET status = %(status)s, finished_at = now(), error = %(error)s::jsonb
       FROM fence
      WHERE s.operation_id = %(operation_id)s AND s.name = %(step)s
 ){_EVENTS_CTE}
@@ -116,18 +116,20 @@ WITH fence AS (
        SET updated_at = now(),
            queued_operations = greatest(queued_operations - 1, 0),
            run_crashes = 0,
-           applied_revision = CASE WHEN %(succeeded)s THEN greatest(coalesce(applied_revision, 0), %(revision)s)
+           applied_revision = CASE WHEN %(succeeded)s::boolean
+                                   THEN greatest(coalesce(applied_revision, 0), %(revision)s::int)
                                    ELSE applied_revision END,
-           sync_error = CASE WHEN %(succeeded)s THEN NULL ELSE %(error)s END,
-           sync_checked_at = CASE WHEN %(succeeded)s THEN now() ELSE sync_checked_at END,
-           desired_state = CASE WHEN NOT %(succeeded)s AND queued_operations <= 1 THEN coalesce(state, desired_state)
+           sync_error = CASE WHEN %(succeeded)s::boolean THEN NULL ELSE %(error)s::jsonb END,
+           sync_checked_at = CASE WHEN %(succeeded)s::boolean THEN now() ELSE sync_checked_at END,
+           desired_state = CASE WHEN NOT %(succeeded)s::boolean AND queued_operations <= 1
+                                THEN coalesce(state, desired_state)
                                 ELSE desired_state END,
            lease_owner = NULL, lease_expires_at = NULL, run_after = now()
      WHERE id = %(id)s AND lease_epoch = %(epoch)s
  RETURNING id
 ), ended AS (
     UPDATE activation_operations AS o
-       SET status = %(status)s, error = %(error)s, completed_at = now()
+       SET status = %(status)s, error = %(error)s::jsonb, completed_at = now()
       FROM fence
      WHERE o.id = %(operation_id)s AND o.status = 'running'
 ){_EVENTS_CTE}, notified AS (

@@ -8,12 +8,15 @@ finished activations the table holds. Finished activations are counted by the wo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.lifecycle import ACTIVE_STATUSES
+
+from .tables import CLAIMABLE
 
 _QUERY = text(
     """
@@ -44,3 +47,28 @@ async def queue_stats(engine: AsyncEngine) -> QueueStats:
         waiting += int(row.waiting)
         leased += int(row.leased)
     return QueueStats(by_status=by_status, waiting=waiting, leased=leased)
+
+
+# Unfinished work this build has no workflow definition for (see domain/workflows.py): activations
+# whose create version it lacks, and queued or running operations whose (kind, version) it lacks.
+# Both scans are bounded: the first by the claimable index, the second by the unfinished operations.
+UNRUNNABLE = text(
+    f"""
+    SELECT (SELECT count(*) FROM activations
+             WHERE ({CLAIMABLE}) AND NOT (workflow_version = ANY(CAST(:create_versions AS int[]))))
+         + (SELECT count(*) FROM activation_operations
+             WHERE status IN ('pending', 'running') AND kind NOT IN ('rollback', 'retire')
+               AND NOT (kind || ':' || workflow_version = ANY(CAST(:operation_versions AS text[]))))
+           AS unrunnable
+    """
+)
+
+
+async def unrunnable_work(
+    engine: AsyncEngine, *, create_versions: Sequence[int], operation_versions: Sequence[str]
+) -> int:
+    """How many unfinished activations and operations need a workflow version this build lacks
+    (``operation_versions``: "kind:version" of every operation definition it has)."""
+    params = {"create_versions": list(create_versions), "operation_versions": list(operation_versions)}
+    async with engine.connect() as conn:
+        return int((await conn.execute(UNRUNNABLE, params)).scalar_one())
