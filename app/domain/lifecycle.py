@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -41,6 +42,19 @@ TERMINAL_STATUSES = frozenset(
 # What a worker may still have to do something about: the claim's predicate (tables.CLAIMABLE, held
 # to this set by a test) and the queue statistics read it.
 ACTIVE_STATUSES = frozenset({ActivationStatus.PENDING, ActivationStatus.RUNNING, ActivationStatus.ROLLING_BACK})
+
+# Credentials exist only while the forward run may still need them (the target base connection
+# step erases them as soon as it is done with them). The database applies this rule on every write
+# (the trigger erase_credentials_off_the_forward_path of migration 0003, held to this set by a
+# test), so no statement has to remember it.
+CREDENTIAL_STATUSES = frozenset({ActivationStatus.PENDING, ActivationStatus.RUNNING})
+
+
+def forward_complete(step_statuses: Iterable[StepStatus]) -> bool:
+    """The forward run is complete when every step of its workflow succeeded (the completing
+    write records it, and the activation becomes succeeded unless a rollback was requested)."""
+    return all(status == StepStatus.SUCCEEDED for status in step_statuses)
+
 
 _TRANSITIONS: dict[ActivationStatus, frozenset[ActivationStatus]] = {
     ActivationStatus.PENDING: frozenset(

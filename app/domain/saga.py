@@ -16,7 +16,7 @@ import structlog
 from .catalog import DestinationCatalog
 from .duplicates import Duplicate
 from .errors import StepFailed
-from .lifecycle import ActivationStatus, StepStatus
+from .lifecycle import ActivationStatus, StepStatus, forward_complete
 from .model import Activation, Lease, LeaseLost
 from .observer import NullSagaObserver, SagaObserver
 from .operations import OperationRunner
@@ -194,7 +194,9 @@ class SagaRunner:
             return await self._set_status(
                 lease, ActivationStatus.RUNNING, ActivationStatus.ROLLING_BACK, event={"reason": "requested"}
             )
-        if all(state.status == StepStatus.SUCCEEDED for state in activation.steps.values()):
+        if forward_complete(state.status for state in activation.steps.values()):
+            # Every step succeeded but no write completed the run (a row of an earlier version,
+            # which completed runs in a separate write): complete it now, by the same rule.
             return await self._set_status(lease, ActivationStatus.RUNNING, ActivationStatus.SUCCEEDED)
         return ActivationStatus.RUNNING  # stopping: the next claim carries on
 
@@ -262,8 +264,8 @@ class SagaRunner:
         async with lease.writes:
             # Decided under the lock: of two branches finishing together, the second sees the first.
             ready = self._ready(run, finished=step.name)
-            last = not run.failures and all(
-                state.status == StepStatus.SUCCEEDED for name, state in activation.steps.items() if name != step.name
+            last = not run.failures and forward_complete(
+                state.status for name, state in activation.steps.items() if name != step.name
             )
             written = await self._write_locked(
                 lease,

@@ -32,7 +32,31 @@ _NEW_CLAIMABLE = (
 )
 
 
+# The credential-erasure rule, in one place (app/domain/lifecycle.py names the same statuses, and a
+# test holds the two together): credentials exist only while the forward run may still need them.
+# Whatever statement moves an activation off the forward path (completion, failure, rollback,
+# retire) erases them in the same write, without having to say so.
+ERASE_CREDENTIALS_FUNCTION = """
+CREATE FUNCTION erase_credentials_off_the_forward_path() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.status NOT IN ('pending', 'running') THEN
+        NEW.credentials_ciphertext := NULL;
+    END IF;
+    RETURN NEW;
+END
+$$
+"""
+ERASE_CREDENTIALS_TRIGGER = """
+CREATE TRIGGER erase_credentials_off_the_forward_path
+BEFORE INSERT OR UPDATE OF status, credentials_ciphertext ON activations
+FOR EACH ROW WHEN (NEW.credentials_ciphertext IS NOT NULL AND NEW.status NOT IN ('pending', 'running'))
+EXECUTE FUNCTION erase_credentials_off_the_forward_path()
+"""
+
+
 def upgrade() -> None:
+    op.execute(ERASE_CREDENTIALS_FUNCTION)
+    op.execute(ERASE_CREDENTIALS_TRIGGER)
     # Every activation so far was created by version 1 of the create workflow.
     op.add_column(
         "activations", sa.Column("workflow_version", sa.Integer(), nullable=False, server_default=sa.text("1"))
@@ -123,6 +147,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER erase_credentials_off_the_forward_path ON activations")
+    op.execute("DROP FUNCTION erase_credentials_off_the_forward_path()")
     op.drop_table("operation_keys")
     op.drop_table("operation_steps")
     op.drop_table("activation_operations")

@@ -2,7 +2,7 @@
 
 FakeStore reproduces the semantics of the SQL statements of app/adapters/db/saga_store.py and
 app/adapters/db/operation_store.py (fencing by lease epoch, the rollback-wins rules, what reaching
-each status erases), statement by statement: each method changes the rows only after every check
+each status sets, the database's credential-erasure rule), statement by statement: each method changes the rows only after every check
 passed, as one statement would, and hands out copies (the runner never shares objects with it).
 FakeFlowService is Adobe's Flow Service as app/adapters/flowservice/client.py presents it, with
 fault injection. Nothing here touches a database, a socket or a subprocess.
@@ -63,9 +63,17 @@ from flowservice_emulator.catalog import Catalog
 
 T = TypeVar("T")
 
+
+def definition_of(kind: OperationKind, version: int = 1, registry: Workflows = WORKFLOWS) -> Workflow:
+    """A definition the registry must have."""
+    definition = registry.get(kind, version)
+    if definition is None:
+        raise LookupError(f"no {kind} workflow v{version}")
+    return definition
+
+
 # The create workflow every activation so far was accepted with.
-CREATE_V1 = WORKFLOWS.get(OperationKind.CREATE, 1)
-assert CREATE_V1 is not None
+CREATE_V1 = definition_of(OperationKind.CREATE, 1)
 
 S3_SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYS3cr3tXYZ"
 FAST_RETRY = RetryPolicy(max_attempts=6, base_delay=0.001, max_delay=0.01, retry_after_max=0.01)
@@ -74,6 +82,7 @@ _ACTIVATION_COLUMNS = frozenset(activations.c.keys())
 _STEP_COLUMNS = frozenset(activation_steps.c.keys())
 _LEASE_COLUMNS = frozenset({"lease_owner", "lease_expires_at", "lease_epoch", "run_after"})
 _OPERATION_VALUES = frozenset({"state", "flow_etag"})
+_CREDENTIAL_STATUSES = frozenset({ActivationStatus.PENDING, ActivationStatus.RUNNING})
 # What pause and resume set as the desired state (app/services/operations.py, TARGET_STATES).
 _TARGET_STATES = {OperationKind.PAUSE: "disabled", OperationKind.RESUME: "enabled"}
 
@@ -249,12 +258,12 @@ class FakeStore:
         activation.rollback_requested_at = activation.rollback_requested_at or now
         if starts:
             activation.status = ActivationStatus.ROLLING_BACK
-            activation.credentials_ciphertext = None
             activation.completed_at = None
             activation.compensation_retry_at = None
             activation.run_crashes = 0
         row.run_after = now
         activation.updated_at = now
+        _erase_credentials_off_the_forward_path(activation)
         if starts:
             data = {"status": activation.status.value, "from": previous.value, "reason": "requested"}
             row.events.append(StoredEvent("status", None, data, 0))
@@ -289,6 +298,10 @@ class FakeStore:
         )
         row.operations.append(_OperationRow(operation, next(self._seq), activation.desired_state))
         return operation.id
+
+    def force_queue_count(self, activation_id: uuid.UUID, count: int) -> None:
+        """Make the queue count drift from the queue (what RELEASE_EMPTY_QUEUE repairs)."""
+        self._rows[activation_id].activation.queued_operations = count
 
     def operation(self, operation_id: uuid.UUID) -> Operation:
         return copy.deepcopy(self._operation_row(operation_id).operation)
@@ -344,10 +357,10 @@ class FakeStore:
                         started[name] = _start(activation.steps[name], now)
             else:
                 activation.status = ActivationStatus.ROLLING_BACK
-                activation.credentials_ciphertext = None
             data = {"status": activation.status.value, "from": ActivationStatus.PENDING.value}
             row.events.append(StoredEvent("status", None, data, lease.epoch))
         activation.updated_at = now
+        _erase_credentials_off_the_forward_path(activation)
         snapshot.status = activation.status
         return snapshot, started
 
@@ -389,11 +402,11 @@ class FakeStore:
             activation.status = ActivationStatus.SUCCEEDED
             activation.completed_at = now
             activation.error = None
-            activation.credentials_ciphertext = None
             row.lease_owner = row.lease_expires_at = None
         for column, value in activation_values.items():
             _set_activation_column(row, column, value)
         activation.updated_at = now
+        _erase_credentials_off_the_forward_path(activation)
         if step is not None and values:
             state = activation.steps.get(step)
             if state is None:
@@ -621,8 +634,6 @@ def _reach(row: _Row, target: ActivationStatus, *, error: Any, keep_error: bool,
     if not keep_error:
         activation.error = copy.deepcopy(error)
     activation.completed_at = now if target.terminal else None
-    if target.terminal or target == ActivationStatus.ROLLING_BACK:
-        activation.credentials_ciphertext = None
     if target.terminal:
         row.lease_owner = row.lease_expires_at = None
     if target == ActivationStatus.ROLLING_BACK:
@@ -634,6 +645,15 @@ def _reach(row: _Row, target: ActivationStatus, *, error: Any, keep_error: bool,
         activation.compensation_retry_at = now + timedelta(seconds=retry_in)
         row.run_after = activation.compensation_retry_at
         activation.compensation_rounds += 1
+    _erase_credentials_off_the_forward_path(activation)
+
+
+def _erase_credentials_off_the_forward_path(activation: Activation) -> None:
+    """The database's own rule (the trigger of migration 0003, lifecycle.CREDENTIAL_STATUSES):
+    credentials exist only while the forward run may still need them. Applied by every write that
+    may move the status or set the credentials, as the trigger is."""
+    if activation.status not in _CREDENTIAL_STATUSES:
+        activation.credentials_ciphertext = None
 
 
 def _check_column(name: str, allowed: frozenset[str]) -> None:
@@ -788,7 +808,7 @@ class FakeFlowService:
             elif collection == "flowSpecs":
                 items = self._catalog.flow_specs()
             elif collection in self.resources:
-                items = copy.deepcopy(list(self.resources[collection].values()))
+                items = [copy.deepcopy(r) for r in self.resources[collection].values() if r["sandboxName"] == sandbox]
             else:
                 raise _status_error(404, "GET", path, code="1439", message="no such collection")
             prop = (params or {}).get("property")
@@ -812,7 +832,7 @@ class FakeFlowService:
         document = _json_copy(body)
 
         def handle() -> tuple[int, Created]:
-            self._validate(kind, document)
+            self._validate(kind, document, sandbox)
             resource = {**copy.deepcopy(document), "id": str(uuid.uuid4()), "etag": _etag(), "sandboxName": sandbox}
             if kind == ResourceKind.FLOWS:
                 resource["state"] = "enabled"
@@ -833,7 +853,7 @@ class FakeFlowService:
         path = f"/{kind.value}/{resource_id}"
 
         def handle() -> tuple[int, dict[str, Any]]:
-            return 200, copy.deepcopy(self._require(kind, resource_id, "GET"))
+            return 200, copy.deepcopy(self._require(kind, resource_id, "GET", sandbox))
 
         return await self._request("GET", path, f"/{kind.value}/{{id}}", guard, log, handle)
 
@@ -865,7 +885,7 @@ class FakeFlowService:
         ops = _json_copy(operations)
 
         def handle() -> tuple[int, str | None]:
-            resource = self._require(kind, resource_id, "PATCH")
+            resource = self._require(kind, resource_id, "PATCH", sandbox)
             if etag != resource["etag"]:
                 raise _status_error(412, "PATCH", path, code="1412", message="etag does not match")
             try:
@@ -890,7 +910,7 @@ class FakeFlowService:
         path = f"/{kind.value}/{resource_id}"
 
         def handle() -> tuple[int, bool]:
-            self._require(kind, resource_id, "DELETE")
+            self._require(kind, resource_id, "DELETE", sandbox)
             if kind == ResourceKind.CONNECTIONS:
                 flows = self._flows_using_base_connection(resource_id)
                 if flows:
@@ -918,7 +938,7 @@ class FakeFlowService:
         path = f"/flows/{flow_id}/action"
 
         def handle() -> tuple[int, str | None]:
-            flow = self._require(ResourceKind.FLOWS, flow_id, "POST")
+            flow = self._require(ResourceKind.FLOWS, flow_id, "POST", sandbox)
             states = {"enable": "enabled", "disable": "disabled"}
             if op not in states:
                 raise _status_error(400, "POST", path, code="1400", message=f"unknown op {op!r}")
@@ -1020,14 +1040,15 @@ class FakeFlowService:
         if log is not None:
             log.record(call)
 
-    def _require(self, kind: ResourceKind, resource_id: str, method: str) -> dict[str, Any]:
+    def _require(self, kind: ResourceKind, resource_id: str, method: str, sandbox: str) -> dict[str, Any]:
+        """The resource, if it exists in ``sandbox`` (resources of other sandboxes are not found)."""
         resource = self.resources[kind.value].get(resource_id)
-        if resource is None:
+        if resource is None or resource["sandboxName"] != sandbox:
             path = f"/{kind.value}/{resource_id}"
             raise _status_error(404, method, path, code="1439", message="Resource not found")
         return resource
 
-    def _validate(self, kind: ResourceKind, body: dict[str, Any]) -> None:
+    def _validate(self, kind: ResourceKind, body: dict[str, Any], sandbox: str) -> None:
         """The checks of the emulator that catch wiring mistakes: referenced resources and specs exist."""
         path = f"/{kind.value}"
 
@@ -1046,19 +1067,24 @@ class FakeFlowService:
                 ("targetConnectionIds", ResourceKind.TARGET_CONNECTIONS),
             ):
                 ids = body.get(field_name) or []
-                if not ids or any(i not in self.resources[collection.value] for i in ids):
+                if not ids or any(not self._exists(collection, i, sandbox) for i in ids):
                     raise refuse(f"{field_name} must name existing {collection.value}")
             return
         spec_id = str((body.get("connectionSpec") or {}).get("id"))
         if self._catalog.connection_spec_readonly(spec_id) is None:
             raise refuse("unknown connection spec")
-        if kind in (ResourceKind.SOURCE_CONNECTIONS, ResourceKind.TARGET_CONNECTIONS):
-            if body.get("baseConnectionId") not in self.resources[ResourceKind.CONNECTIONS.value]:
-                raise refuse("baseConnectionId must name an existing base connection")
+        if kind in (ResourceKind.SOURCE_CONNECTIONS, ResourceKind.TARGET_CONNECTIONS) and not self._exists(
+            ResourceKind.CONNECTIONS, str(body.get("baseConnectionId")), sandbox
+        ):
+            raise refuse("baseConnectionId must name an existing base connection")
         if kind == ResourceKind.CONNECTIONS and "auth" in body:
             auth_name = (body.get("auth") or {}).get("specName")
             if self._catalog.auth_spec_readonly(spec_id, str(auth_name)) is None:
                 raise refuse(f"unknown auth spec {auth_name!r}")
+
+    def _exists(self, kind: ResourceKind, resource_id: str, sandbox: str) -> bool:
+        resource = self.resources[kind.value].get(resource_id)
+        return resource is not None and resource["sandboxName"] == sandbox
 
     def _flows_using_base_connection(self, base_id: str) -> list[str]:
         # flowservice_emulator/resources.py: a base connection linked to a flow through a

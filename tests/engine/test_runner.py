@@ -50,7 +50,7 @@ def test_create_runs_to_succeeded() -> None:
     async def scenario() -> None:
         engine = make_engine()
         attributes = ["person.name.firstName", "personalEmail.address"]
-        activation_id = engine.new_activation(attributes=attributes)
+        activation_id = engine.new_activation(attributes=attributes, sandbox="dev")
 
         assert await engine.run(activation_id) == ActivationStatus.SUCCEEDED
 
@@ -96,6 +96,8 @@ def test_create_runs_to_succeeded() -> None:
         assert target["baseConnectionId"] == target_base["id"]
         assert target["params"]["bucketName"] == "acme-aep-exports"
 
+        # Everything was made in the activation's sandbox.
+        assert {r["sandboxName"] for kind in ResourceKind for r in upstream.of(kind)} == {"dev"}
         # Every call was guarded by the lease and labelled with the activation.
         assert upstream.unguarded == []
         assert {c.context["activation_id"] for c in upstream.calls} == {str(activation_id)}

@@ -116,11 +116,12 @@ def upstream_flow(emulator: EmulatorServer, flow_id: str, sandbox: str = "prod")
 
 
 def flow_actions(emulator: EmulatorServer, flow_id: str) -> list[str]:
-    """The `op` of every flow action the emulator received for this flow, in order."""
+    """The query (`op=…`) of every flow action the gateway sent for this flow, in order (not the
+    emulator's own entries for the requests a late_commit fault applied afterwards)."""
     return [
         e["query"]
         for e in flow_service_requests(emulator)
-        if e["method"] == "POST" and e["path"].endswith(f"/flows/{flow_id}/action")
+        if e["method"] == "POST" and e["path"].endswith(f"/flows/{flow_id}/action") and e["lateCommitOf"] is None
     ]
 
 

@@ -38,7 +38,7 @@ _ROLLS_BACK_AT_ONCE = ", ".join(
 # this waits for the lock is seen (succeeded → rolling_back), and a worker's later write sees the
 # request (the saga store's rule). A pending activation whose lease is live is being started by a
 # worker: begin_run reads the request in its own locked update. Nothing happens to one already
-# rolling back or rolled back.
+# rolling back or rolled back. (Moving to rolling_back erases the credentials: the database's rule.)
 REQUEST_ROLLBACK = text(
     f"""
 WITH target AS (
@@ -52,7 +52,6 @@ WITH target AS (
     UPDATE activations AS a
        SET rollback_requested_at = coalesce(a.rollback_requested_at, now()),
            status = CASE WHEN target.starts THEN 'rolling_back' ELSE a.status END,
-           credentials_ciphertext = CASE WHEN target.starts THEN NULL ELSE a.credentials_ciphertext END,
            completed_at = CASE WHEN target.starts THEN NULL ELSE a.completed_at END,
            compensation_retry_at = CASE WHEN target.starts THEN NULL ELSE a.compensation_retry_at END,
            run_crashes = CASE WHEN target.starts THEN 0 ELSE a.run_crashes END,

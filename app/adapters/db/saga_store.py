@@ -82,7 +82,8 @@ _START_STEP = (
 )
 
 # Load the activation under the lease, and start its run: a pending activation becomes running
-# (rolling_back if a rollback was requested before it started; its credentials are then erased)
+# (rolling_back if a rollback was requested before it started; the database then erases its
+# credentials, see lifecycle.CREDENTIAL_STATUSES)
 # and its first steps start. Exactly one of `moved` and `fence` matches (both see the same
 # snapshot, one wants 'pending' and the other anything else). The main query sees the rows as they
 # were before the statement, hence the coalesce for the status and the separate `started`.
@@ -90,7 +91,6 @@ _BEGIN_RUN = f"""
 WITH moved AS (
     UPDATE activations
        SET status = CASE WHEN rollback_requested_at IS NULL THEN 'running' ELSE 'rolling_back' END,
-           credentials_ciphertext = CASE WHEN rollback_requested_at IS NULL THEN credentials_ciphertext END,
            updated_at = now()
      WHERE id = %(id)s AND lease_epoch = %(epoch)s AND status = 'pending'
  RETURNING id, status
@@ -300,7 +300,6 @@ _SUCCEEDED_SETS = {
     "status": f"CASE WHEN {_SUCCEEDS} THEN 'succeeded' ELSE status END",
     "completed_at": f"CASE WHEN {_SUCCEEDS} THEN now() ELSE completed_at END",
     "error": f"CASE WHEN {_SUCCEEDS} THEN NULL ELSE error END",
-    "credentials_ciphertext": f"CASE WHEN {_SUCCEEDS} THEN NULL ELSE credentials_ciphertext END",
     "lease_owner": f"CASE WHEN {_SUCCEEDS} THEN NULL ELSE lease_owner END",
     "lease_expires_at": f"CASE WHEN {_SUCCEEDS} THEN NULL ELSE lease_expires_at END",
 }
@@ -381,17 +380,15 @@ _TERMINAL_EFFECTS = f"""
 )"""
 
 
-# What reaching each status sets besides the status itself, column by column. Off the forward path
-# the credentials are never needed again (they only serve the target base connection): erased. A
-# compensation that starts gets a fresh crash budget; one that ends either way ends the scheduled
-# retries, unless the new rollback_failed schedules the next.
+# What reaching each status sets besides the status itself, column by column (off the forward path
+# the database erases the credentials by itself: lifecycle.CREDENTIAL_STATUSES). A compensation
+# that starts gets a fresh crash budget; one that ends either way ends the scheduled retries,
+# unless the new rollback_failed schedules the next.
 def _status_sets(target: ActivationStatus, *, keep_error: bool, schedule_retry: bool) -> dict[str, str]:
     sets = {"status": "%(target)s", "updated_at": "now()"}
     if not keep_error:
         sets["error"] = "%(error)s"
     sets["completed_at"] = "now()" if target.terminal else "NULL"
-    if target.terminal or target == ActivationStatus.ROLLING_BACK:
-        sets["credentials_ciphertext"] = "NULL"
     if target.terminal:
         # Nothing is left to do: the lease goes with the same write (no separate release).
         sets.update(lease_owner="NULL", lease_expires_at="NULL")

@@ -18,13 +18,15 @@ from app.domain.lifecycle import ACTIVE_STATUSES
 
 from .tables import CLAIMABLE
 
+ACTIVE = ", ".join(f"'{status.value}'" for status in sorted(ACTIVE_STATUSES))
+
 _QUERY = text(
-    """
+    f"""
     SELECT status,
            count(*) FILTER (WHERE lease_expires_at IS NULL OR lease_expires_at < now()) AS waiting,
            count(*) FILTER (WHERE lease_expires_at >= now()) AS leased
       FROM activations
-     WHERE status IN ('pending', 'running', 'rolling_back')
+     WHERE status IN ({ACTIVE})
      GROUP BY status
     """
 )
