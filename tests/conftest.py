@@ -177,3 +177,10 @@ def start_gateway(
     yield start
     for process in started:
         process.kill()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The in-process engine tests (tests/engine: fakes of the ports, a few seconds in all) run
+    first, so that a broken runner fails the run before the end-to-end ring starts its processes."""
+    engine = Path(__file__).parent / "engine"
+    items.sort(key=lambda item: 0 if engine in Path(str(item.path)).parents else 1)

@@ -168,6 +168,15 @@ class SagaRunner:
         every fenced write reports back."""
         run = _ForwardRun(lease=lease, definition=definition, activation=activation)
         self._mark_started(run, started)  # by begin_run, for a new activation
+        refused = next((s for s in definition.steps if activation.steps[s.name].status == StepStatus.FAILED), None)
+        if refused is not None:
+            # An earlier run recorded a step failed for good and then lost its lease before ending
+            # the run: the failure stands (it is never sent again), and the run ends as it would have.
+            problem = activation.steps[refused.name].error or {
+                "type": PROBLEM_BASE + "step-failed",
+                "step": refused.name,
+            }
+            return await self._fail(lease, StepFailure(step=refused.name, problem=problem))
         if not started and activation.rollback_requested_at is None and not self._stopping.is_set():
             # A run that carries on an earlier one starts whatever is ready now.
             ready = self._ready(run, finished=None)

@@ -2,8 +2,9 @@
 
 FakeStore reproduces the semantics of the SQL statements of app/adapters/db/saga_store.py and
 app/adapters/db/operation_store.py (fencing by lease epoch, the rollback-wins rules, what reaching
-each status sets, the database's credential-erasure rule), statement by statement: each method changes the rows only after every check
-passed, as one statement would, and hands out copies (the runner never shares objects with it).
+each status sets, the database's credential-erasure rule), statement by statement: each method
+changes the rows only after every check passed, as one statement would, and hands out copies (the
+runner never shares objects with it).
 FakeFlowService is Adobe's Flow Service as app/adapters/flowservice/client.py presents it, with
 fault injection. Nothing here touches a database, a socket or a subprocess.
 """

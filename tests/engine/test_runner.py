@@ -472,3 +472,31 @@ def test_a_step_failed_for_good_is_compensated_with_its_problem() -> None:
         assert activation.steps["refuse"].attempts == 1
 
     asyncio.run(scenario())
+
+
+def test_a_step_refused_for_good_is_not_sent_again_after_the_run_lost_its_lease() -> None:
+    async def scenario() -> None:
+        engine = make_engine()
+        engine.upstream.fail_next("POST", "/flows", 400)
+        activation_id = engine.new_activation()
+        load = engine.store.load
+
+        async def load_then_lose_the_lease(lease: Any) -> Any:
+            # The failure is recorded; the lease is lost before the run's status write.
+            loaded = await load(lease)
+            engine.store.take_over(activation_id)
+            return loaded
+
+        engine.store.load = load_then_lose_the_lease  # type: ignore[method-assign]
+        with pytest.raises(LeaseLost):
+            await engine.runner.run(engine.store.lease(activation_id))
+        engine.store.load = load  # type: ignore[method-assign]
+        assert engine.store.get(activation_id).steps["create_flow"].status == StepStatus.FAILED
+
+        assert await engine.run(activation_id) == ActivationStatus.ROLLED_BACK
+
+        assert [call.status for call in engine.upstream.requests("POST", "/flows")] == [400]
+        assert engine.upstream.counts() == NOTHING
+        assert engine.store.get(activation_id).error["upstreamStatus"] == 400  # type: ignore[index]
+
+    asyncio.run(scenario())

@@ -134,6 +134,10 @@ def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str
     return body
 
 
+def add_latency(emulator: EmulatorServer, rule: dict[str, Any]) -> None:
+    httpx.post(f"{emulator.url}/_emulator/latency", json=rule).raise_for_status()
+
+
 def finished_metric(client: httpx.Client, kind: str, status: str) -> float:
     wanted = re.compile(rf'^gateway_operations_finished_total\{{(?=.*kind="{kind}")(?=.*status="{status}")[^}}]*\}} ')
     for line in client.get("/metrics").text.splitlines():
@@ -206,6 +210,7 @@ def test_a_pause_answered_at_once_is_applying(gateway: GatewayProcess, emulator:
     """Without Prefer: wait the answer is 202 at once, the new revision not yet applied."""
     final = live(gateway)
     activation_id = final["id"]
+    add_latency(emulator, {**ACTION, "fixedMs": 300})  # the answer surely comes before the operation ends
     with gateway.client() as client:
         accepted = mutate(client, activation_id, "pause")
         assert accepted.status_code == 202, accepted.text
@@ -353,7 +358,7 @@ def test_if_match(gateway: GatewayProcess, emulator: EmulatorServer) -> None:
 def test_a_mutation_of_an_activation_not_live_is_refused(gateway: GatewayProcess, emulator: EmulatorServer) -> None:
     with gateway.client() as client:
         # Still being created.
-        httpx.post(f"{emulator.url}/_emulator/latency", json={"method": "POST", "path": "/flows", "fixedMs": 1500})
+        add_latency(emulator, {"method": "POST", "path": "/flows", "fixedMs": 1500})
         created = client.post("/activations", json=s3_request(), headers={"Idempotency-Key": new_key()})
         assert created.status_code == 202, created.text
         creating = created.json()["id"]
@@ -386,6 +391,7 @@ def test_retire_tears_a_paused_activation_down(gateway: GatewayProcess, emulator
     activation_id = final["id"]
     with gateway.client() as client:
         assert change_state(client, activation_id, "pause")["status"] == "succeeded"
+        add_latency(emulator, {"method": "DELETE", "path": "*", "fixedMs": 100})  # the answer comes first
         key = new_key()
         retired = mutate(client, activation_id, "retire", key=key)
         assert retired.status_code == 202, retired.text
@@ -424,7 +430,7 @@ def test_retire_cancels_what_waits_in_the_queue(gateway: GatewayProcess, emulato
     never runs, the pause ends, and nothing is left upstream."""
     final = live(gateway)
     activation_id, flow_id = final["id"], final["flow"]["id"]
-    httpx.post(f"{emulator.url}/_emulator/latency", json={**ACTION, "fixedMs": 800}).raise_for_status()
+    add_latency(emulator, {**ACTION, "fixedMs": 800})
     with gateway.client() as client:
         pause = mutate(client, activation_id, "pause")
         pause_id = operation_id(pause, activation_id)
@@ -559,7 +565,7 @@ def test_events_and_metric_of_a_pause(gateway: GatewayProcess, emulator: Emulato
         pause = change_state(client, activation_id, "pause")
         assert pause["status"] == "succeeded"
         timeline = events(client, activation_id)
-        assert finished_metric(client, "pause", "succeeded") == before + 1
+        wait_for(lambda: {"n": finished_metric(client, "pause", "succeeded")}, lambda m: m["n"] == before + 1, 5)
 
     mine = [e for e in timeline if e["type"] == "operation" and e["data"]["operationId"] == pause["id"]]
     assert [e["data"]["status"] for e in mine] == ["pending", "running", "succeeded"], mine
@@ -605,7 +611,7 @@ def test_a_refused_action_fails_the_operation_and_keeps_the_activation(
         assert after["error"] is None, "the activation's own error is the create's"
         assert upstream_flow(emulator, flow_id)["state"] == "enabled"
         assert_one_of_each(emulator, activation_id)
-        assert finished_metric(client, "pause", "failed") == before + 1
+        wait_for(lambda: {"n": finished_metric(client, "pause", "failed")}, lambda m: m["n"] == before + 1, 5)
         ended = [
             e for e in events(client, activation_id) if e["type"] == "operation" and e["data"]["status"] == "failed"
         ]
