@@ -121,6 +121,10 @@ _RESPONSE_EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+# Operations whose Idempotency-Key is optional.
+_KEY_OPTIONAL = frozenset({"rollbackActivation"})
+
+
 def enrich(document: dict[str, Any]) -> None:
     components = document.setdefault("components", {})
     schemes = components.setdefault("securitySchemes", {})
@@ -146,8 +150,9 @@ def enrich(document: dict[str, Any]) -> None:
                 )
             for parameter in operation.get("parameters", []):
                 if parameter.get("in") == "header" and parameter.get("name") == "Idempotency-Key":
-                    # Enforced by the handler (a 400 problem rather than FastAPI's 422), but required.
-                    parameter["required"] = True
+                    # Enforced by the handler (a 400 problem rather than FastAPI's 422), but required,
+                    # except by the v1 rollback (contract §4), where it is optional.
+                    parameter["required"] = operation.get("operationId") not in _KEY_OPTIONAL
                     parameter.setdefault("example", "spring-newsletter-1")
             operation_id = operation.get("operationId")
             if operation_id == "createActivation":

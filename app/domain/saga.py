@@ -201,7 +201,11 @@ class SagaRunner:
             return await self._fail(lease, run.failures[0])
         if activation.rollback_requested_at is not None:
             return await self._set_status(
-                lease, ActivationStatus.RUNNING, ActivationStatus.ROLLING_BACK, event={"reason": "requested"}
+                lease,
+                ActivationStatus.RUNNING,
+                ActivationStatus.ROLLING_BACK,
+                keep_error=True,
+                event={"reason": "requested"},
             )
         if forward_complete(state.status for state in activation.steps.values()):
             # Every step succeeded but no write completed the run (a row of an earlier version,

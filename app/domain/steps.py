@@ -369,7 +369,6 @@ class VerifyFlow(SagaStep):
             "flow_etag": flow.get("etag"),
             "applied_revision": ctx.activation.revision,
             "state": flow.get("state") or "enabled",
-            "sync_checked_at": datetime.now(UTC),
         }
         return StepResult(activation_values=confirmed, duplicates=duplicates)
 

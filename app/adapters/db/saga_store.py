@@ -4,40 +4,44 @@ statement run straight on psycopg (statements.py: autocommit, a statement is its
 Why not SQLAlchemy here: these statements run about a dozen times per activation, and through
 SQLAlchemy (statement construction, cache-key generation, the greenlet bridge, result processing)
 they cost more of the gateway's CPU than the upstream calls themselves (bench/,
-docs/performance.md). The statements are fixed text, built once per shape; the table definitions in
-tables.py and the migrations stay the single source of the schema (column names are checked
-against them).
+docs/performance.md). The table definitions in tables.py and the migrations stay the single source
+of the schema.
 
-Fencing: every write starts with an UPDATE of the activation row that matches only the current
-lease epoch (the fence CTE). It locks the row, a concurrent takeover is re-checked after its
-commit, and every other part of the statement joins on its result, so a worker that lost its
-lease writes nothing at all, not even history; the statement then returns no row (LeaseLost).
+Every statement is named below and reads as it runs: fixed text, never assembled. A write names
+what it sets in a JSON parameter, and the statement sets exactly those columns (``? 'column'``).
+
+Fencing: every write first locks the activation row only under the current lease epoch (the
+``current`` or ``fence`` CTE). A concurrent takeover is re-checked after its commit, and every other
+part of the statement joins on that row, so a worker that lost its lease writes nothing at all, not
+even history; the statement then returns no row (LeaseLost). The same lock settles the race with a
+rollback request (repository.REQUEST_ROLLBACK): a request committed before the write is seen by it,
+and the rule of lifecycle.yields_to_rollback decides.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from app.domain.lifecycle import ActivationStatus, check_transition, yields_to_rollback
+from app.domain.lifecycle import ActivationStatus, check_transition
 from app.domain.model import Activation, Lease, LeaseLost
 from app.domain.ports import ClaimedLease, EventRows, StepWrite
 
 from .snapshot import LOAD_ACTIVATION, STEP_ROWS, activation_from_row
 from .statements import StatementPool
-from .tables import CLAIMABLE, activation_steps, activations
+from .tables import CLAIMABLE
 
-# Sent when an activation becomes terminal (or an operation of it ends), with its id: `Prefer: wait` answers at once.
+# Sent when an activation becomes terminal (or an operation of it ends), with its id: the requests
+# holding a `Prefer: wait` answer at once.
 TERMINAL_CHANNEL = "activation_terminal"
 
 # The claim, also EXPLAINed by the benchmark (bench/history.py). It walks the partial index
-# ix_activations_claimable (active statuses, and failed compensations with a retry scheduled; ordered
-# by run_after), so its cost does not grow with the number of finished activations. Its predicate is
-# the index's, word for word, so the planner can use it.
+# ix_activations_claimable (ordered by run_after), so its cost does not grow with the number of
+# finished activations. Its predicate is the index's, word for word, so the planner can use it. It
+# takes only activations of a create workflow version this build has (workflows.py).
 CLAIM_SQL = f"""
 WITH candidates AS (
     SELECT id FROM activations
@@ -60,34 +64,27 @@ RETURNING a.id, a.lease_epoch, a.workflow_version
 
 # Renewal keeps a released lease released (a renewal racing the terminal write must not hand the
 # activation a fresh expiry), and still answers "ours" while the epoch matches.
-_RENEW = """
+RENEW_LEASE = """
 UPDATE activations
    SET lease_expires_at = CASE WHEN lease_owner IS NULL THEN NULL
                                ELSE now() + make_interval(secs => %(lease)s) END
  WHERE id = %(id)s AND lease_epoch = %(epoch)s
 """
 
-_RELEASE = """
+RELEASE_LEASE = """
 UPDATE activations
    SET lease_owner = NULL, lease_expires_at = NULL, run_after = now() + make_interval(secs => %(delay)s)
  WHERE id = %(id)s AND lease_epoch = %(epoch)s
 """
 
-
-# Starting a step (attempts counts forward attempts; started_at keeps the first one's time,
-# attempted_at the latest one's: see app/domain/duplicates.py for why).
-_START_STEP = (
-    "status = 'running', attempts = s.attempts + 1, started_at = coalesce(s.started_at, now()),"
-    " attempted_at = now(), finished_at = NULL"
-)
-
 # Load the activation under the lease, and start its run: a pending activation becomes running
 # (rolling_back if a rollback was requested before it started; the database then erases its
-# credentials, see lifecycle.CREDENTIAL_STATUSES)
-# and its first steps start. Exactly one of `moved` and `fence` matches (both see the same
-# snapshot, one wants 'pending' and the other anything else). The main query sees the rows as they
-# were before the statement, hence the coalesce for the status and the separate `started`.
-_BEGIN_RUN = f"""
+# credentials, lifecycle.CREDENTIAL_STATUSES) and its first steps start (attempts counts forward
+# attempts; started_at keeps the first one's time, attempted_at the latest one's: see
+# app/domain/duplicates.py). Exactly one of `moved` and `fence` matches (both see the same snapshot,
+# one wants 'pending' and the other anything else). The main query sees the rows as they were
+# before the statement, hence the coalesce for the status and the separate `started`.
+BEGIN_RUN = f"""
 WITH moved AS (
     UPDATE activations
        SET status = CASE WHEN rollback_requested_at IS NULL THEN 'running' ELSE 'rolling_back' END,
@@ -103,7 +100,8 @@ WITH moved AS (
     SELECT id, 'status', NULL, jsonb_build_object('status', status, 'from', 'pending') FROM moved
 ), started AS (
     UPDATE activation_steps AS s
-       SET {_START_STEP}
+       SET status = 'running', attempts = s.attempts + 1, started_at = coalesce(s.started_at, now()),
+           attempted_at = now(), finished_at = NULL
       FROM moved
      WHERE moved.status = 'running' AND s.activation_id = moved.id AND s.name = ANY(string_to_array(%(start)s, ','))
  RETURNING s.name, s.attempts
@@ -114,24 +112,222 @@ SELECT a.*, coalesce((SELECT status FROM moved), a.status) AS current_status, ({
  WHERE a.id = %(id)s AND (EXISTS (SELECT FROM moved) OR EXISTS (SELECT FROM fence))
 """
 
-
-def _insert_events(source: str, more_rows: str = "") -> str:
-    """The CTE inserting the ``%(events)s`` rows (buffered upstream calls, then the write's own
-    events) for the activation of CTE ``source``, plus ``more_rows`` (a UNION ALL of further
-    (id, ord, type, step, data) rows). Inserted in `ord` order: ids follow it, so the timeline
-    keeps the order in which the calls finished."""
-    return f"""
-, new_events AS (
+# One write of the forward run or of the compensation, at a step boundary:
+# - the activation columns the step's result names in %(activation)s (StepResult.activation_values;
+#   confirming a revision upstream is also the time of the sync check);
+# - the step's columns named in %(step_values)s (finished_at: now);
+# - the steps of %(start)s started (a comma list, perhaps empty), unless %(unless_rollback)s and a
+#   rollback has been requested;
+# - the rows of %(events)s, in order (the run's upstream calls, then the write's own events);
+# - with %(complete)s (the last step succeeded), the end of the run: succeeded, the lease released,
+#   the idempotency keys' retention started and `Prefer: wait` woken — unless a rollback was
+#   requested by then: it wins (lifecycle.yields_to_rollback), the runner rolls back instead.
+WRITE_STEP = """
+WITH current AS (
+    SELECT id, %(complete)s::boolean AND rollback_requested_at IS NULL AND status = 'running' AS completes
+      FROM activations
+     WHERE id = %(id)s AND lease_epoch = %(epoch)s
+       FOR UPDATE
+), fence AS (
+    UPDATE activations AS a
+       SET updated_at = now(),
+           destination = CASE WHEN %(activation)s::jsonb ? 'destination'
+                              THEN %(activation)s::jsonb -> 'destination' ELSE a.destination END,
+           credentials_ciphertext = CASE WHEN %(activation)s::jsonb ? 'credentials_ciphertext'
+                                         THEN %(activation)s::jsonb ->> 'credentials_ciphertext'
+                                         ELSE a.credentials_ciphertext END,
+           flow_id = CASE WHEN %(activation)s::jsonb ? 'flow_id'
+                          THEN %(activation)s::jsonb ->> 'flow_id' ELSE a.flow_id END,
+           flow_etag = CASE WHEN %(activation)s::jsonb ? 'flow_etag'
+                            THEN %(activation)s::jsonb ->> 'flow_etag' ELSE a.flow_etag END,
+           state = CASE WHEN %(activation)s::jsonb ? 'state' THEN %(activation)s::jsonb ->> 'state' ELSE a.state END,
+           applied_revision = CASE WHEN %(activation)s::jsonb ? 'applied_revision'
+                                   THEN (%(activation)s::jsonb ->> 'applied_revision')::int
+                                   ELSE a.applied_revision END,
+           sync_checked_at = CASE WHEN %(activation)s::jsonb ? 'applied_revision' THEN now() ELSE a.sync_checked_at END,
+           status = CASE WHEN current.completes THEN 'succeeded' ELSE a.status END,
+           completed_at = CASE WHEN current.completes THEN now() ELSE a.completed_at END,
+           error = CASE WHEN current.completes THEN NULL ELSE a.error END,
+           lease_owner = CASE WHEN current.completes THEN NULL ELSE a.lease_owner END,
+           lease_expires_at = CASE WHEN current.completes THEN NULL ELSE a.lease_expires_at END
+      FROM current
+     WHERE a.id = current.id
+ RETURNING a.id, a.rollback_requested_at, a.status, current.completes
+), step_written AS (
+    UPDATE activation_steps AS s
+       SET status = coalesce(%(step_values)s::jsonb ->> 'status', s.status),
+           resource_id = CASE WHEN %(step_values)s::jsonb ? 'resource_id'
+                              THEN %(step_values)s::jsonb ->> 'resource_id' ELSE s.resource_id END,
+           error = CASE WHEN %(step_values)s::jsonb ? 'error'
+                        THEN nullif(%(step_values)s::jsonb -> 'error', 'null'::jsonb) ELSE s.error END,
+           finished_at = CASE WHEN %(step_values)s::jsonb ? 'finished_at' THEN now() ELSE s.finished_at END
+      FROM fence
+     WHERE s.activation_id = fence.id AND s.name = %(step)s
+), started AS (
+    UPDATE activation_steps AS s
+       SET status = 'running', attempts = s.attempts + 1, started_at = coalesce(s.started_at, now()),
+           attempted_at = now(), finished_at = NULL
+      FROM fence
+     WHERE s.activation_id = fence.id AND s.name = ANY(string_to_array(%(start)s, ','))
+       AND NOT (%(unless_rollback)s::boolean AND fence.rollback_requested_at IS NOT NULL)
+ RETURNING s.name, s.attempts
+), new_events AS (
     INSERT INTO activation_events (activation_id, type, step, data)
     SELECT id, type, step, data FROM (
-        SELECT {source}.id, e.ord, e.type, e.step, e.data
-          FROM {source}, jsonb_to_recordset(%(events)s) AS e(ord int, type text, step text, data jsonb){more_rows}
+        SELECT fence.id, e.ord, e.type, e.step, e.data
+          FROM fence, jsonb_to_recordset(%(events)s) AS e(ord int, type text, step text, data jsonb)
+        UNION ALL
+        SELECT fence.id, 2147483647, 'status', NULL, '{"status": "succeeded", "from": "running"}'::jsonb
+          FROM fence WHERE fence.completes
     ) AS new_rows ORDER BY ord
-)"""
+), keys AS (
+    UPDATE idempotency_keys SET expires_at = now() + make_interval(secs => %(key_retention)s)
+     WHERE activation_id IN (SELECT id FROM fence WHERE completes)
+), notified AS (
+    SELECT pg_notify('activation_terminal', id::text) FROM fence WHERE completes
+)
+SELECT fence.rollback_requested_at, fence.status, fence.completes,
+       (SELECT jsonb_object_agg(name, attempts) FROM started) AS started,
+       (SELECT count(*) FROM notified) AS notified
+  FROM fence
+"""
 
+# The end of the forward run (from running, or from pending when a run crashed before it could
+# start): %(target)s (succeeded or failed), or, with %(compensate)s, failed and at once rolling back.
+# A rollback requested by the time this runs wins over the end of a running run: it becomes
+# rolling_back instead (lifecycle.yields_to_rollback), which only the statement can know, so it
+# writes the status events itself. A run that ends releases its lease, starts the retention of
+# the idempotency keys and wakes `Prefer: wait`; one that rolls back gets a fresh crash budget.
+END_FORWARD_RUN = """
+WITH current AS (
+    SELECT id, status AS previous,
+           CASE WHEN %(compensate)s::boolean THEN 'rolling_back'
+                WHEN rollback_requested_at IS NOT NULL AND status = 'running' THEN 'rolling_back'
+                ELSE %(target)s::text END AS reached
+      FROM activations
+     WHERE id = %(id)s AND lease_epoch = %(epoch)s AND status = %(current)s::text
+       FOR UPDATE
+), moved AS (
+    UPDATE activations AS a
+       SET status = current.reached,
+           error = %(error)s::jsonb,
+           updated_at = now(),
+           completed_at = CASE WHEN current.reached = 'rolling_back' THEN NULL ELSE now() END,
+           lease_owner = CASE WHEN current.reached = 'rolling_back' THEN a.lease_owner END,
+           lease_expires_at = CASE WHEN current.reached = 'rolling_back' THEN a.lease_expires_at END,
+           run_crashes = CASE WHEN current.reached = 'rolling_back' THEN 0 ELSE a.run_crashes END,
+           compensation_retry_at = CASE WHEN current.reached = 'rolling_back' THEN NULL
+                                        ELSE a.compensation_retry_at END
+      FROM current
+     WHERE a.id = current.id
+ RETURNING a.id, a.status, current.previous
+), new_events AS (
+    INSERT INTO activation_events (activation_id, type, step, data)
+    SELECT id, type, step, data FROM (
+        SELECT moved.id, e.ord, e.type, e.step, e.data
+          FROM moved, jsonb_to_recordset(%(events)s) AS e(ord int, type text, step text, data jsonb)
+        UNION ALL  -- the run ended as asked
+        SELECT moved.id, 1000000, 'status', NULL,
+               jsonb_build_object('status', moved.status, 'from', moved.previous) || %(event)s::jsonb
+          FROM moved WHERE moved.status = %(target)s::text
+        UNION ALL  -- it failed and is compensated at once
+        SELECT moved.id, 1000000, 'status', NULL, jsonb_build_object('status', 'failed', 'from', moved.previous)
+          FROM moved WHERE %(compensate)s::boolean
+        UNION ALL
+        SELECT moved.id, 1000001, 'status', NULL,
+               jsonb_build_object('status', 'rolling_back', 'from', 'failed') || %(event)s::jsonb
+          FROM moved WHERE %(compensate)s::boolean
+        UNION ALL  -- a requested rollback won
+        SELECT moved.id, 1000000, 'status', NULL,
+               jsonb_build_object('status', 'rolling_back', 'from', moved.previous, 'reason', 'requested')
+          FROM moved WHERE moved.status = 'rolling_back' AND NOT %(compensate)s::boolean
+    ) AS new_rows ORDER BY ord
+), keys AS (
+    UPDATE idempotency_keys SET expires_at = now() + make_interval(secs => %(key_retention)s)
+     WHERE activation_id IN (SELECT id FROM moved WHERE status <> 'rolling_back')
+), notified AS (
+    SELECT pg_notify('activation_terminal', id::text) FROM moved WHERE status <> 'rolling_back'
+)
+SELECT id, status, (SELECT count(*) FROM notified) AS notified FROM moved
+"""
 
-_ACTIVATION_COLUMNS = frozenset(activations.c.keys())
-_STEP_TABLE_COLUMNS = frozenset(activation_steps.c.keys())
+# Compensation starts: on request while running, or for an automatic retry of a failed one. The
+# error that made it necessary stays; the crash budget and any scheduled retry start afresh.
+START_COMPENSATION = """
+WITH moved AS (
+    UPDATE activations
+       SET status = 'rolling_back', updated_at = now(), completed_at = NULL,
+           run_crashes = 0, compensation_retry_at = NULL
+     WHERE id = %(id)s AND lease_epoch = %(epoch)s AND status = %(current)s::text
+ RETURNING id, status
+), new_events AS (
+    INSERT INTO activation_events (activation_id, type, step, data)
+    SELECT moved.id, e.type, e.step, e.data
+      FROM moved, jsonb_to_recordset(%(events)s) AS e(ord int, type text, step text, data jsonb)
+     ORDER BY e.ord
+)
+SELECT id, status FROM moved
+"""
+
+# Compensation ends: rolled_back, or rollback_failed with an automatic retry %(retry_in)s seconds
+# from now (CompensationRetries), or none. It releases the lease, starts the retention of the
+# idempotency keys, wakes `Prefer: wait`, and ends the rollback or retire operation that asked for
+# it (contract §9): succeeded when everything was deleted, failed when something could not be,
+# unless a retry is scheduled (the operation is still under way).
+END_COMPENSATION = """
+WITH moved AS (
+    UPDATE activations
+       SET status = %(target)s::text, updated_at = now(), completed_at = now(),
+           lease_owner = NULL, lease_expires_at = NULL,
+           compensation_retry_at = CASE WHEN %(retry_in)s::float8 IS NOT NULL
+                                        THEN now() + make_interval(secs => %(retry_in)s::float8)
+                                        WHEN %(target)s::text = 'rolled_back' THEN NULL
+                                        ELSE compensation_retry_at END,
+           run_after = CASE WHEN %(retry_in)s::float8 IS NOT NULL
+                            THEN now() + make_interval(secs => %(retry_in)s::float8) ELSE run_after END,
+           compensation_rounds = compensation_rounds + CASE WHEN %(retry_in)s::float8 IS NOT NULL THEN 1 ELSE 0 END
+     WHERE id = %(id)s AND lease_epoch = %(epoch)s AND status = 'rolling_back'
+ RETURNING id, status
+), teardown_closed AS (
+    UPDATE activation_operations AS o
+       SET status = CASE WHEN moved.status = 'rolled_back' THEN 'succeeded' ELSE 'failed' END,
+           completed_at = now()
+      FROM moved
+     WHERE o.activation_id = moved.id AND o.kind IN ('rollback', 'retire') AND o.status = 'running'
+       AND %(retry_in)s::float8 IS NULL
+), new_events AS (
+    INSERT INTO activation_events (activation_id, type, step, data)
+    SELECT moved.id, e.type, e.step, e.data
+      FROM moved, jsonb_to_recordset(%(events)s) AS e(ord int, type text, step text, data jsonb)
+     ORDER BY e.ord
+), keys AS (
+    UPDATE idempotency_keys SET expires_at = now() + make_interval(secs => %(key_retention)s)
+     WHERE activation_id IN (SELECT id FROM moved)
+), notified AS (
+    SELECT pg_notify('activation_terminal', id::text) FROM moved
+)
+SELECT id, status, (SELECT count(*) FROM notified) AS notified FROM moved
+"""
+
+RECORD_CRASH = """
+WITH counted AS (
+    UPDATE activations SET run_crashes = run_crashes + 1, updated_at = now()
+     WHERE id = %(id)s AND lease_epoch = %(epoch)s
+ RETURNING id, run_crashes, status
+), crash_event AS (
+    INSERT INTO activation_events (activation_id, type, step, data)
+    SELECT id, 'crash', NULL, jsonb_build_object('error', %(error)s::text, 'crashes', run_crashes) FROM counted
+)
+SELECT run_crashes, status FROM counted
+"""
+
+# What a write may name (WRITE_STEP sets exactly these when named).
+_ACTIVATION_VALUES = frozenset(
+    {"destination", "credentials_ciphertext", "flow_id", "flow_etag", "state", "applied_revision"}
+)
+_STEP_VALUES = frozenset({"status", "resource_id", "error", "finished_at"})
+_ENDS_FORWARD = frozenset({ActivationStatus.SUCCEEDED, ActivationStatus.FAILED})
+_ENDS_COMPENSATION = frozenset({ActivationStatus.ROLLED_BACK, ActivationStatus.ROLLBACK_FAILED})
 
 
 class SagaStore:
@@ -153,10 +349,10 @@ class SagaStore:
 
     async def renew(self, lease: Lease, lease_seconds: float) -> bool:
         params = {"id": lease.activation_id, "epoch": lease.epoch, "lease": lease_seconds}
-        return await self._db.execute(_RENEW, params) == 1
+        return await self._db.execute(RENEW_LEASE, params) == 1
 
     async def release(self, lease: Lease, *, delay_seconds: float = 0.0) -> None:
-        await self._db.execute(_RELEASE, {"id": lease.activation_id, "epoch": lease.epoch, "delay": delay_seconds})
+        await self._db.execute(RELEASE_LEASE, {"id": lease.activation_id, "epoch": lease.epoch, "delay": delay_seconds})
 
     # ------------------------------------------------------------------ the saga's reads and writes
     async def begin_run(self, lease: Lease, *, first_steps: Sequence[str]) -> tuple[Activation, dict[str, int]]:
@@ -166,7 +362,7 @@ class SagaStore:
         check_transition(ActivationStatus.PENDING, ActivationStatus.RUNNING)
         check_transition(ActivationStatus.PENDING, ActivationStatus.ROLLING_BACK)
         params = {"id": lease.activation_id, "epoch": lease.epoch, "start": _names(first_steps)}
-        row = await self._db.fetchone(_BEGIN_RUN, params)
+        row = await self._db.fetchone(BEGIN_RUN, params)
         if row is None:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
         return activation_from_row(row), row["started"] or {}
@@ -189,38 +385,37 @@ class SagaStore:
         start_unless_rollback: bool = True,
         complete: bool = False,
     ) -> StepWrite:
-        """One fenced statement: set ``values`` on ``step`` (if given), ``activation_values`` on the
-        activation, insert ``events`` in order, and start the steps of ``start`` (attempts + 1,
-        running) unless ``start_unless_rollback`` and a rollback has been requested meanwhile.
-        With ``complete`` (the last step succeeded), the activation also becomes succeeded, as
-        set_status would make it, unless a rollback has been requested. Reports whether a
-        rollback has been requested, which steps it started and whether it completed the run."""
-        values = values or {}
-        activation_values = activation_values or {}
-        sql = _step_write_sql(
-            tuple(sorted(activation_values)),
-            tuple(sorted(values)) if step is not None else None,
-            starts=bool(start),
-            with_events=bool(events),
-            completes=complete,
-        )
-        params: dict[str, Any] = {"id": lease.activation_id, "epoch": lease.epoch, "step": step}
-        params.update({f"a_{k}": _param(v) for k, v in activation_values.items()})
-        params.update({f"s_{k}": _param(v) for k, v in values.items()})
-        if start:
-            params["start"] = _names(start)
-            params["unless_rollback"] = start_unless_rollback
-        if events or complete:
-            params["events"] = _event_rows(events)
-        if complete:
-            params["key_retention"] = self._key_retention_seconds
-        row = await self._db.fetchone(sql, params)
+        """WRITE_STEP: set ``values`` on ``step`` (if given), ``activation_values`` on the activation,
+        insert ``events`` in order, and start the steps of ``start`` (attempts + 1, running) unless
+        ``start_unless_rollback`` and a rollback has been requested meanwhile. With ``complete``
+        (the last step succeeded), the activation also becomes succeeded, unless a rollback has been
+        requested. Reports whether a rollback has been requested, which steps it started and whether
+        it completed the run."""
+        step_values = dict(values or {}) if step is not None else {}
+        activation = dict(activation_values or {})
+        _check_names(step_values, _STEP_VALUES, "step")
+        _check_names(activation, _ACTIVATION_VALUES, "activation")
+        if "finished_at" in step_values:
+            step_values["finished_at"] = True  # the statement's now()
+        params = {
+            "id": lease.activation_id,
+            "epoch": lease.epoch,
+            "step": step,
+            "step_values": Jsonb(step_values),
+            "activation": Jsonb(activation),
+            "start": _names(start),
+            "unless_rollback": start_unless_rollback,
+            "events": _event_rows(events),
+            "complete": complete,
+            "key_retention": self._key_retention_seconds,
+        }
+        row = await self._db.fetchone(WRITE_STEP, params)
         if row is None:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
         return StepWrite(
             rollback_requested=row["rollback_requested_at"] is not None,
             started=row["started"] or {},
-            completed=complete and row["status"] == ActivationStatus.SUCCEEDED.value,
+            completed=bool(row["completes"]),
         )
 
     async def set_status(
@@ -236,36 +431,46 @@ class SagaStore:
     ) -> ActivationStatus:
         """Move along ``current → path[0] → path[1] …`` in one statement, each hop checked by the
         state machine and recorded as an event after ``events`` (rows buffered by the saga); readers
-        never see the intermediate statuses. Reaching a terminal status also starts the retention
-        of the idempotency keys, releases the lease, and NOTIFYs the `Prefer: wait` requests.
-
-        A requested rollback wins over the end of the forward run (lifecycle.yields_to_rollback):
-        ``running → succeeded`` or ``running → failed`` becomes ``running → rolling_back`` when a
-        rollback has been requested by the time the statement runs. Returns the status reached.
-        ``retry_in`` (with ``rollback_failed``) schedules an automatic compensation retry."""
+        never see the intermediate statuses. Which statement runs follows from the move:
+        END_FORWARD_RUN (to succeeded or failed, or failed and at once rolling_back), START_COMPENSATION
+        (to rolling_back), END_COMPENSATION (to rolled_back or rollback_failed; ``retry_in``
+        schedules an automatic retry). Returns the status reached (a requested rollback may have
+        decided it, see END_FORWARD_RUN)."""
         hops = [current, *path]
         for before, after in itertools.pairwise(hops):
             check_transition(before, after)
         target = hops[-1]
-        yields = len(path) == 1 and yields_to_rollback(current, target)
-        rows = list(events)
-        if not yields:
-            for before, after in itertools.pairwise(hops):
-                data = {"status": after.value, "from": before.value, **((event or {}) if after == target else {})}
-                rows.append({"type": "status", "step": None, "data": data})
         params: dict[str, Any] = {
             "id": lease.activation_id,
             "epoch": lease.epoch,
             "current": current.value,
-            "target": target.value,
-            "events": _event_rows(rows),
-            "event": Jsonb(event or {}),
             "key_retention": self._key_retention_seconds,
-            "retry_in": retry_in,
         }
-        if not keep_error:
-            params["error"] = _param(error)
-        sql = _status_sql(target, keep_error=keep_error, yields=yields, schedule_retry=retry_in is not None)
+        compensate = path == (ActivationStatus.FAILED, ActivationStatus.ROLLING_BACK)
+        if target in _ENDS_FORWARD or compensate:
+            if keep_error:
+                raise ValueError("the end of a forward run records its error")
+            params.update(
+                target=ActivationStatus.FAILED.value if compensate else target.value,
+                compensate=compensate,
+                error=Jsonb(error) if error is not None else None,
+                event=Jsonb(event or {}),
+                events=_event_rows(events),
+            )
+            sql = END_FORWARD_RUN
+        else:
+            if not keep_error or len(path) != 1:
+                raise ValueError(f"{current} → {target} keeps the error and is one move")
+            data = {"status": target.value, "from": current.value, **(event or {})}
+            status_event = {"type": "status", "step": None, "data": data}
+            params["events"] = _event_rows([*events, status_event])
+            if target == ActivationStatus.ROLLING_BACK:
+                sql = START_COMPENSATION
+            elif target in _ENDS_COMPENSATION:
+                params.update(target=target.value, retry_in=retry_in)
+                sql = END_COMPENSATION
+            else:
+                raise ValueError(f"no statement moves an activation to {target}")
         row = await self._db.fetchone(sql, params)
         if row is None:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over, or not {current}")
@@ -274,198 +479,10 @@ class SagaStore:
     async def record_crash(self, lease: Lease, error: str) -> tuple[int, ActivationStatus]:
         """Count a run that ended in an unexpected exception (``error``: its class name, never its
         text); returns the count so far and the activation's status."""
-        row = await self._db.fetchone(_RECORD_CRASH, {"id": lease.activation_id, "epoch": lease.epoch, "error": error})
+        row = await self._db.fetchone(RECORD_CRASH, {"id": lease.activation_id, "epoch": lease.epoch, "error": error})
         if row is None:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
         return int(row["run_crashes"]), ActivationStatus(row["status"])
-
-
-_RECORD_CRASH = """
-WITH counted AS (
-    UPDATE activations SET run_crashes = run_crashes + 1, updated_at = now()
-     WHERE id = %(id)s AND lease_epoch = %(epoch)s
- RETURNING id, run_crashes, status
-), crash_event AS (
-    INSERT INTO activation_events (activation_id, type, step, data)
-    SELECT id, 'crash', NULL, jsonb_build_object('error', %(error)s::text, 'crashes', run_crashes) FROM counted
-)
-SELECT run_crashes, status FROM counted
-"""
-
-
-# A step write that finishes the last step also ends the run, unless a rollback was requested
-# meanwhile (the request wins; the runner then rolls back). In SET, columns are the old values.
-_SUCCEEDS = "(rollback_requested_at IS NULL AND status = 'running')"
-_SUCCEEDED_SETS = {
-    "status": f"CASE WHEN {_SUCCEEDS} THEN 'succeeded' ELSE status END",
-    "completed_at": f"CASE WHEN {_SUCCEEDS} THEN now() ELSE completed_at END",
-    "error": f"CASE WHEN {_SUCCEEDS} THEN NULL ELSE error END",
-    "lease_owner": f"CASE WHEN {_SUCCEEDS} THEN NULL ELSE lease_owner END",
-    "lease_expires_at": f"CASE WHEN {_SUCCEEDS} THEN NULL ELSE lease_expires_at END",
-}
-_SUCCEEDED_EVENT = """
-        UNION ALL
-        SELECT fence.id, 2147483647, 'status', NULL, jsonb_build_object('status', 'succeeded', 'from', 'running')
-          FROM fence WHERE fence.status = 'succeeded'"""
-
-
-@functools.cache
-def _step_write_sql(
-    activation_columns: tuple[str, ...],
-    step_columns: tuple[str, ...] | None,
-    *,
-    starts: bool,
-    with_events: bool,
-    completes: bool = False,
-) -> str:
-    for name in activation_columns:
-        _check_column(name, _ACTIVATION_COLUMNS)
-    assignments = {name: f"%(a_{name})s" for name in activation_columns}
-    if completes:
-        assignments = {**_SUCCEEDED_SETS, **assignments}
-    sets = "".join(f", {name} = {value}" for name, value in assignments.items())
-    parts = [
-        f"""WITH fence AS (
-    UPDATE activations SET updated_at = now(){sets}
-     WHERE id = %(id)s AND lease_epoch = %(epoch)s
- RETURNING id, rollback_requested_at, status
-)"""
-    ]
-    if step_columns is not None:
-        for name in step_columns:
-            _check_column(name, _STEP_TABLE_COLUMNS)
-        step_sets = ", ".join(f"{name} = %(s_{name})s" for name in step_columns)
-        if step_sets:
-            parts.append(
-                f"""
-, finished AS (
-    UPDATE activation_steps AS s SET {step_sets}
-      FROM fence WHERE s.activation_id = fence.id AND s.name = %(step)s
-)"""
-            )
-    if starts:
-        parts.append(
-            f"""
-, started AS (
-    UPDATE activation_steps AS s
-       SET {_START_STEP}
-      FROM fence
-     WHERE s.activation_id = fence.id AND s.name = ANY(string_to_array(%(start)s, ','))
-       AND NOT (%(unless_rollback)s AND fence.rollback_requested_at IS NOT NULL)
- RETURNING s.name, s.attempts
-)"""
-        )
-    if with_events or completes:
-        parts.append(_insert_events("fence", _SUCCEEDED_EVENT if completes else ""))
-    if completes:
-        parts.append(_TERMINAL_EFFECTS.format(source="(SELECT id FROM fence WHERE status = 'succeeded')"))
-    started = "(SELECT jsonb_object_agg(name, attempts) FROM started)" if starts else "NULL::jsonb"
-    notified = "(SELECT count(*) FROM notified)" if completes else "0"
-    parts.append(
-        f"\nSELECT fence.rollback_requested_at, fence.status, {started} AS started, {notified} AS notified FROM fence"
-    )
-    return "".join(parts)
-
-
-# Reaching a terminal status: retention of the idempotency keys counts from the end of the
-# activation (contract §1: kept ≥ 24 h after it ends; IDEMPOTENCY_KEY_RETENTION_HOURS), and
-# `Prefer: wait` requests are woken. A SELECT in a CTE runs only if the statement reads it: the
-# final SELECT counts `notified`.
-_TERMINAL_EFFECTS = f"""
-, keys AS (
-    UPDATE idempotency_keys SET expires_at = now() + make_interval(secs => %(key_retention)s)
-     WHERE activation_id IN {{source}}
-), notified AS (
-    SELECT pg_notify('{TERMINAL_CHANNEL}', id::text) FROM {{source}} AS ended
-)"""
-
-
-# What reaching each status sets besides the status itself, column by column (off the forward path
-# the database erases the credentials by itself: lifecycle.CREDENTIAL_STATUSES). A compensation
-# that starts gets a fresh crash budget; one that ends either way ends the scheduled retries,
-# unless the new rollback_failed schedules the next.
-def _status_sets(target: ActivationStatus, *, keep_error: bool, schedule_retry: bool) -> dict[str, str]:
-    sets = {"status": "%(target)s", "updated_at": "now()"}
-    if not keep_error:
-        sets["error"] = "%(error)s"
-    sets["completed_at"] = "now()" if target.terminal else "NULL"
-    if target.terminal:
-        # Nothing is left to do: the lease goes with the same write (no separate release).
-        sets.update(lease_owner="NULL", lease_expires_at="NULL")
-    if target == ActivationStatus.ROLLING_BACK:
-        sets.update(run_crashes="0", compensation_retry_at="NULL")
-    if target == ActivationStatus.ROLLED_BACK:
-        sets["compensation_retry_at"] = "NULL"
-    if schedule_retry:
-        sets.update(
-            compensation_retry_at="now() + make_interval(secs => %(retry_in)s)",
-            run_after="now() + make_interval(secs => %(retry_in)s)",
-            compensation_rounds="compensation_rounds + 1",
-        )
-    return sets
-
-
-def _yielding_sets(target: ActivationStatus, *, keep_error: bool) -> dict[str, str]:
-    """The sets of ending the forward run as ``target``, each decided by one CASE: unless a
-    rollback was requested, as ``target``; otherwise as ``rolling_back``. The CASE reads the row as
-    it is once the statement holds its lock, so a request committed a moment before still wins."""
-    as_target = _status_sets(target, keep_error=keep_error, schedule_retry=False)
-    as_rolling_back = _status_sets(ActivationStatus.ROLLING_BACK, keep_error=keep_error, schedule_retry=False)
-    as_rolling_back["status"] = f"'{ActivationStatus.ROLLING_BACK.value}'"
-    sets: dict[str, str] = {}
-    for column in dict.fromkeys([*as_target, *as_rolling_back]):
-        then, otherwise = as_target.get(column, column), as_rolling_back.get(column, column)
-        sets[column] = (
-            then if then == otherwise else (f"CASE WHEN rollback_requested_at IS NULL THEN {then} ELSE {otherwise} END")
-        )
-    return sets
-
-
-# With a yielding transition, which status event happened is known only in the statement.
-_YIELDED_STATUS_EVENT = """
-        UNION ALL
-        SELECT moved.id, 2147483647, 'status', NULL,
-               jsonb_build_object('status', moved.status, 'from', %(current)s::text)
-               || CASE WHEN moved.status = %(target)s THEN %(event)s::jsonb
-                       ELSE '{"reason": "requested"}'::jsonb END
-          FROM moved"""
-
-
-# The end of a compensation ends the rollback or retire operation that asked for it (contract §9):
-# succeeded when everything was deleted, failed when something could not be, unless an automatic
-# retry is scheduled (the operation is still under way).
-_CLOSES_TEARDOWN = frozenset({ActivationStatus.ROLLED_BACK, ActivationStatus.ROLLBACK_FAILED})
-_CLOSE_TEARDOWN_OPERATION = """
-, teardown_closed AS (
-    UPDATE activation_operations AS o
-       SET status = CASE WHEN moved.status = 'rolled_back' THEN 'succeeded' ELSE 'failed' END,
-           completed_at = now()
-      FROM moved
-     WHERE o.activation_id = moved.id AND o.kind IN ('rollback', 'retire') AND o.status = 'running'
-)"""
-
-
-@functools.cache
-def _status_sql(target: ActivationStatus, *, keep_error: bool, yields: bool, schedule_retry: bool) -> str:
-    if yields:
-        sets = _yielding_sets(target, keep_error=keep_error)
-    else:
-        sets = _status_sets(target, keep_error=keep_error, schedule_retry=schedule_retry)
-    assignments = ", ".join(f"{column} = {value}" for column, value in sets.items())
-    sql = f"""WITH moved AS (
-    UPDATE activations SET {assignments}
-     WHERE id = %(id)s AND lease_epoch = %(epoch)s AND status = %(current)s
- RETURNING id, status
-){_insert_events("moved", _YIELDED_STATUS_EVENT if yields else "")}"""
-    if target in _CLOSES_TEARDOWN and not (target == ActivationStatus.ROLLBACK_FAILED and schedule_retry):
-        sql += _CLOSE_TEARDOWN_OPERATION
-    if not target.terminal:
-        return sql + "\nSELECT id, status FROM moved"
-    return (
-        sql
-        + _TERMINAL_EFFECTS.format(source="(SELECT id FROM moved WHERE status = %(target)s)")
-        + "\nSELECT id, status, (SELECT count(*) FROM notified) AS notified FROM moved"
-    )
 
 
 def _names(steps: Sequence[str]) -> str:
@@ -476,14 +493,10 @@ def _names(steps: Sequence[str]) -> str:
     return ",".join(steps)
 
 
-def _check_column(name: str, allowed: frozenset[str]) -> None:
-    # Column names are interpolated into SQL text: only the table's own columns get there.
-    if name not in allowed:
-        raise ValueError(f"unknown column {name!r}")
-
-
-def _param(value: Any) -> Any:
-    return Jsonb(value) if isinstance(value, dict | list) else value
+def _check_names(values: Mapping[str, Any], allowed: frozenset[str], what: str) -> None:
+    unknown = set(values) - allowed
+    if unknown:
+        raise ValueError(f"a write cannot set the {what} column(s) {sorted(unknown)}")
 
 
 def _event_rows(rows: EventRows) -> Jsonb:
