@@ -127,7 +127,12 @@ async def answer(
         activation = await repository.get(activation_id, client_id=client) or activation
         if ended:
             status_code = 200
-    return activation_response(activation, status_code, operation_id=outcome.operation_id, replayed=outcome.replayed)
+    response = activation_response(
+        activation, status_code, operation_id=outcome.operation_id, replayed=outcome.replayed
+    )
+    if wait is not None and status_code == 200 and outcome.status_code == 202:
+        response.headers["Preference-Applied"] = f"wait={int(wait)}"
+    return response
 
 
 def _mutation_doc(summary: str, description: str, operation_id: str) -> dict[str, object]:

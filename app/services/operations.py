@@ -164,12 +164,11 @@ class OperationService:
     ) -> tuple[list[Operation], int | None]:
         """Newest first. The create operation (the activation's own saga, whose id is the
         activation's) is the oldest of all, so it ends the last page."""
-        rows = await self._queue.list_operations(activation.id, limit=limit + 1, before=before)
-        page = [operation for _, operation in rows[:limit]]
-        if len(rows) > limit:
-            return page, rows[limit - 1][0]
-        if len(page) < limit:
-            page.append(create_operation(activation))
+        rows = await self._queue.list_operations(activation.id, limit=limit, before=before)
+        page = [operation for _, operation in rows]
+        if len(page) == limit:  # a full page: more follow, the create operation at least
+            return page, rows[-1][0]
+        page.append(create_operation(activation))
         return page, None
 
     async def get_operation(self, activation: Activation, operation_id: uuid.UUID) -> Operation | None:

@@ -226,11 +226,6 @@ def test_a_pause_answered_at_once_is_applying(gateway: GatewayProcess, emulator:
         assert upstream_flow(emulator, final["flow"]["id"])["state"] == "disabled"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/api/operations.py answer(): a mutation that ended within Prefer: wait answers 200 without "
-    "Preference-Applied (contract §9 → §1; POST /activations sends it)",
-)
 def test_prefer_wait_is_acknowledged(gateway: GatewayProcess) -> None:
     final = live(gateway)
     with gateway.client() as client:
@@ -508,11 +503,6 @@ def collect_pages(client: httpx.Client, activation_id: str, limit: int) -> list[
     raise AssertionError(f"paging does not end: {ids}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/services/operations.py list_operations: when the queued operations fill the last page exactly "
-    "(their count a multiple of limit), nextCursor is null and the create operation is never listed",
-)
 @pytest.mark.parametrize("limit", [1, 2])
 def test_paging_reaches_the_create_operation(gateway: GatewayProcess, limit: int) -> None:
     final = live(gateway)
