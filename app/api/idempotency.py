@@ -21,7 +21,7 @@ def parse_idempotency_key(value: str | None) -> str:
             400,
             "idempotency-key-missing",
             "Idempotency-Key required",
-            "POST /activations needs an Idempotency-Key header (1 to 255 visible ASCII characters)",
+            "this request needs an Idempotency-Key header (1 to 255 visible ASCII characters)",
         )
     value = value.strip()
     quoted = _SF_STRING.match(value)

@@ -1,6 +1,7 @@
 """The eight saga steps of contract §2. Each step is one small class with its forward call and its
 compensation side by side; the order and dependencies of the saga are the list at the bottom.
-Adding a step means writing one class and adding it to SAGA_STEPS."""
+A new step is one class; a change to the list is a new version of the create workflow beside this
+one (workflows.py), so that activations already under way keep the steps they started with."""
 
 from __future__ import annotations
 

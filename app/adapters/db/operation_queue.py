@@ -86,7 +86,7 @@ WITH cancelled AS (
            error = jsonb_build_object('type', 'urn:activation-gateway:problem:operation-cancelled',
                                       'title', 'Operation cancelled', 'status', 409,
                                       'detail', 'the activation is being torn down (' || CAST(:kind AS text) || ')')
-     WHERE activation_id = :id AND status = 'pending' AND kind NOT IN ('rollback', 'retire')
+     WHERE activation_id = :id AND status IN ('pending', 'running') AND kind NOT IN ('rollback', 'retire')
 ), new_operation AS (
     INSERT INTO activation_operations (id, activation_id, kind, workflow_version, status, revision, started_at)
     SELECT :operation_id, a.id, :kind, a.workflow_version, 'running', a.revision, now()
