@@ -15,6 +15,7 @@ from app.domain.lifecycle import ActivationStatus
 from app.domain.model import Activation
 from app.domain.paging import decode_cursor
 from app.services.activations import CreateCommand
+from app.services.operations import etag_of
 
 from .auth import current_client
 from .idempotency import canonical_json, parse_idempotency_key, parse_prefer_wait
@@ -205,7 +206,7 @@ async def _load(repository: ActivationRepository, client: str, activation_id: st
 )
 async def get_activation(client: Client, repository: Repository, activation_id: str) -> Response:
     activation = await _load(repository, client, activation_id)
-    return _activation_response(activation, 200, {"ETag": f'"r{activation.revision}"'})
+    return _activation_response(activation, 200, {"ETag": etag_of(activation.revision)})
 
 
 @router.get(

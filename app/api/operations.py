@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from app.domain.lifecycle import OperationStatus
 from app.domain.model import Activation
 from app.domain.workflows import OperationKind
+from app.services.operations import etag_of
 
 from .auth import current_client
 from .idempotency import parse_idempotency_key, parse_prefer_wait
@@ -61,14 +62,10 @@ IfMatch = Annotated[str | None, Header(alias="If-Match", description="The activa
 Prefer = Annotated[str | None, Header(alias="Prefer", description="`wait=N`, N ≤ 60 seconds.")]
 
 
-def etag(activation: Activation) -> str:
-    return f'"r{activation.revision}"'
-
-
 def activation_response(
     activation: Activation, status_code: int, *, operation_id: uuid.UUID | None = None, replayed: bool = False
 ) -> Response:
-    headers = {"ETag": etag(activation)}
+    headers = {"ETag": etag_of(activation.revision)}
     headers["Location"] = (
         f"/activations/{activation.id}/operations/{operation_id}" if operation_id else f"/activations/{activation.id}"
     )

@@ -30,9 +30,9 @@ if TYPE_CHECKING:
 TARGET_STATES = {OperationKind.PAUSE: "disabled", OperationKind.RESUME: "enabled"}
 
 
-def etag_of(activation: Activation) -> str:
-    """The ETag of an activation's current revision (contract §9)."""
-    return f'"r{activation.revision}"'
+def etag_of(revision: int) -> str:
+    """The ETag of an activation's revision (contract §9)."""
+    return f'"r{revision}"'
 
 
 def matches(if_match: str | None, revision: int) -> bool:
@@ -41,7 +41,7 @@ def matches(if_match: str | None, revision: int) -> bool:
     if if_match is None:
         return True
     candidates = [part.strip() for part in if_match.split(",")]
-    return "*" in candidates or f'"r{revision}"' in candidates
+    return "*" in candidates or etag_of(revision) in candidates
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,5 +220,5 @@ def _stale(revision: int) -> ServiceProblem:
         412,
         "precondition-failed",
         "Precondition failed",
-        f'If-Match does not name the current revision (its ETag is "r{revision}")',
+        f"If-Match does not name the current revision (its ETag is {etag_of(revision)})",
     )

@@ -18,7 +18,7 @@ from app.domain.lifecycle import ActivationStatus
 from app.domain.model import Operation
 
 from .intake import NOTIFY_CHANNEL
-from .operation_store import operation_from_row
+from .operation_store import OPERATION_COLUMNS, operation_from_row
 from .repository import REQUEST_ROLLBACK
 
 LOCK_ACTIVATION = text(
@@ -102,15 +102,6 @@ WITH cancelled AS (
 SELECT 1
 """
 )
-
-OPERATION_COLUMNS = """
-       o.id, o.activation_id, o.kind, o.workflow_version, o.status, o.revision, o.error, o.created_at,
-       o.started_at, o.completed_at,
-       (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                   'name', s.name, 'position', s.position, 'status', s.status, 'attempts', s.attempts,
-                   'started_at', s.started_at, 'finished_at', s.finished_at, 'attempted_at', s.attempted_at,
-                   'error', s.error) ORDER BY s.position), '[]'::jsonb)
-          FROM operation_steps s WHERE s.operation_id = o.id) AS step_rows"""
 
 # Newest first, keyset-paged on seq; one statement whatever the page size.
 LIST_OPERATIONS = text(

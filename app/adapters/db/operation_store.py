@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from app.domain.lifecycle import OperationStatus, StepStatus
-from app.domain.model import Lease, LeaseLost, Operation, StepState
+from app.domain.model import Lease, LeaseLost, Operation
 from app.domain.ports import EventRows
 
-from .saga_store import TERMINAL_CHANNEL
+from .saga_store import TERMINAL_CHANNEL, event_rows
+from .snapshot import step_from_json
 from .statements import StatementPool
 
 # Inserts the rows of %(events)s (the run's upstream calls, then the write's own events) for the
@@ -33,7 +33,18 @@ _EVENTS_CTE = """
      ORDER BY e.ord
 )"""
 
-BEGIN_OPERATION = """
+# An operation row `o` with its steps as one JSON array (one round trip for the whole read): what
+# operation_from_row maps, for the worker and the API alike.
+OPERATION_COLUMNS = """
+       o.id, o.activation_id, o.kind, o.workflow_version, o.status, o.revision, o.error, o.created_at,
+       o.started_at, o.completed_at,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                   'name', s.name, 'position', s.position, 'status', s.status, 'attempts', s.attempts,
+                   'started_at', s.started_at, 'finished_at', s.finished_at, 'attempted_at', s.attempted_at,
+                   'error', s.error) ORDER BY s.position), '[]'::jsonb)
+          FROM operation_steps s WHERE s.operation_id = o.id) AS step_rows"""
+
+BEGIN_OPERATION = f"""
 WITH fence AS (
     UPDATE activations SET updated_at = now()
      WHERE id = %(id)s AND lease_epoch = %(epoch)s
@@ -55,15 +66,8 @@ WITH fence AS (
            jsonb_build_object('operationId', id, 'kind', kind, 'status', 'running', 'revision', revision)
       FROM started WHERE previous = 'pending'
 )
-SELECT fence.id AS fenced, started.id, started.activation_id, started.kind, started.workflow_version,
-       started.status, started.revision, started.error, started.created_at, started.started_at,
-       started.completed_at,
-       (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                   'name', s.name, 'position', s.position, 'status', s.status, 'attempts', s.attempts,
-                   'started_at', s.started_at, 'finished_at', s.finished_at, 'attempted_at', s.attempted_at,
-                   'error', s.error) ORDER BY s.position), '[]'::jsonb)
-          FROM operation_steps s WHERE s.operation_id = started.id) AS step_rows
-  FROM fence LEFT JOIN started ON true
+SELECT fence.id AS fenced, {OPERATION_COLUMNS}
+  FROM fence LEFT JOIN started AS o ON true
 """
 
 # The queue was empty after all (its count had drifted): set it right and let the activation go.
@@ -176,7 +180,7 @@ class OperationStore:
         return operation_from_row(row)
 
     async def start_operation_step(self, lease: Lease, operation_id: uuid.UUID, step: str, *, events: EventRows) -> int:
-        params = {**_fence(lease), "operation_id": operation_id, "step": step, "events": _events(events)}
+        params = {**_fence(lease), "operation_id": operation_id, "step": step, "events": event_rows(events)}
         row = await self._fenced(START_OPERATION_STEP, params, lease)
         return int(row["attempts"])
 
@@ -206,7 +210,7 @@ class OperationStore:
             "status": status.value,
             "error": Jsonb(error) if error is not None else None,
             "values": Jsonb(values),
-            "events": _events(rows),
+            "events": event_rows(rows),
         }
         await self._fenced(FINISH_OPERATION_STEP, params, lease)
 
@@ -230,7 +234,7 @@ class OperationStore:
             "status": status.value,
             "revision": operation.revision,
             "error": Jsonb(error) if error is not None else None,
-            "events": _events(rows),
+            "events": event_rows(rows),
         }
         await self._fenced(FINISH_OPERATION, params, lease)
 
@@ -249,16 +253,6 @@ def _fence(lease: Lease) -> dict[str, Any]:
     return {"id": lease.activation_id, "epoch": lease.epoch}
 
 
-def _events(rows: EventRows) -> Jsonb:
-    return Jsonb([{"ord": i, "type": r["type"], "step": r.get("step"), "data": r["data"]} for i, r in enumerate(rows)])
-
-
-def _timestamp(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
-
-
 def operation_from_row(row: Mapping[str, Any]) -> Operation:
     """The one mapper of an operation row (with its ``step_rows`` as JSON), worker and API alike."""
     return Operation(
@@ -272,17 +266,5 @@ def operation_from_row(row: Mapping[str, Any]) -> Operation:
         created_at=row["created_at"],
         started_at=row["started_at"],
         completed_at=row["completed_at"],
-        steps={
-            s["name"]: StepState(
-                name=s["name"],
-                position=s["position"],
-                status=StepStatus(s["status"]),
-                attempts=s["attempts"],
-                started_at=_timestamp(s["started_at"]),
-                finished_at=_timestamp(s["finished_at"]),
-                attempted_at=_timestamp(s["attempted_at"]),
-                error=s["error"],
-            )
-            for s in row["step_rows"] or []
-        },
+        steps={s["name"]: step_from_json(s) for s in row["step_rows"] or []},
     )

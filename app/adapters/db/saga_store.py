@@ -405,7 +405,7 @@ class SagaStore:
             "activation": Jsonb(activation),
             "start": _names(start),
             "unless_rollback": start_unless_rollback,
-            "events": _event_rows(events),
+            "events": event_rows(events),
             "complete": complete,
             "key_retention": self._key_retention_seconds,
         }
@@ -455,7 +455,7 @@ class SagaStore:
                 compensate=compensate,
                 error=Jsonb(error) if error is not None else None,
                 event=Jsonb(event or {}),
-                events=_event_rows(events),
+                events=event_rows(events),
             )
             sql = END_FORWARD_RUN
         else:
@@ -463,7 +463,7 @@ class SagaStore:
                 raise ValueError(f"{current} → {target} keeps the error and is one move")
             data = {"status": target.value, "from": current.value, **(event or {})}
             status_event = {"type": "status", "step": None, "data": data}
-            params["events"] = _event_rows([*events, status_event])
+            params["events"] = event_rows([*events, status_event])
             if target == ActivationStatus.ROLLING_BACK:
                 sql = START_COMPENSATION
             elif target in _ENDS_COMPENSATION:
@@ -499,5 +499,6 @@ def _check_names(values: Mapping[str, Any], allowed: frozenset[str], what: str) 
         raise ValueError(f"a write cannot set the {what} column(s) {sorted(unknown)}")
 
 
-def _event_rows(rows: EventRows) -> Jsonb:
+def event_rows(rows: EventRows) -> Jsonb:
+    """Event rows as the statements' %(events)s parameter, numbered in order (`ord`)."""
     return Jsonb([{"ord": i, "type": r["type"], "step": r.get("step"), "data": r["data"]} for i, r in enumerate(rows)])

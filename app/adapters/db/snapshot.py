@@ -49,6 +49,22 @@ def _timestamp(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def step_from_json(s: Mapping[str, Any]) -> StepState:
+    """One step of a ``step_rows`` JSON array (an activation's steps, or an operation's, which
+    create nothing and so carry no resource_id)."""
+    return StepState(
+        name=s["name"],
+        position=s["position"],
+        status=StepStatus(s["status"]),
+        attempts=s["attempts"],
+        resource_id=s.get("resource_id"),
+        started_at=_timestamp(s["started_at"]),
+        finished_at=_timestamp(s["finished_at"]),
+        error=s["error"],
+        attempted_at=_timestamp(s.get("attempted_at")),
+    )
+
+
 def activation_from_row(row: Mapping[str, Any]) -> Activation:
     return Activation(
         id=row["id"],
@@ -81,18 +97,5 @@ def activation_from_row(row: Mapping[str, Any]) -> Activation:
         sync_error=row["sync_error"],
         sync_checked_at=row["sync_checked_at"],
         queued_operations=row["queued_operations"],
-        steps={
-            s["name"]: StepState(
-                name=s["name"],
-                position=s["position"],
-                status=StepStatus(s["status"]),
-                attempts=s["attempts"],
-                resource_id=s["resource_id"],
-                started_at=_timestamp(s["started_at"]),
-                finished_at=_timestamp(s["finished_at"]),
-                error=s["error"],
-                attempted_at=_timestamp(s.get("attempted_at")),
-            )
-            for s in row["step_rows"]
-        },
+        steps={s["name"]: step_from_json(s) for s in row["step_rows"]},
     )
