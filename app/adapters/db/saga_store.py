@@ -112,25 +112,10 @@ SELECT a.*, coalesce((SELECT status FROM moved), a.status) AS current_status, ({
  WHERE a.id = %(id)s AND (EXISTS (SELECT FROM moved) OR EXISTS (SELECT FROM fence))
 """
 
-# One write of the forward run or of the compensation, at a step boundary:
-# - the activation columns the step's result names in %(activation)s (StepResult.activation_values;
-#   confirming a revision upstream is also the time of the sync check);
-# - the step's columns named in %(step_values)s (finished_at: now);
-# - the steps of %(start)s started (a comma list, perhaps empty), unless %(unless_rollback)s and a
-#   rollback has been requested;
-# - the rows of %(events)s, in order (the run's upstream calls, then the write's own events);
-# - with %(complete)s (the last step succeeded), the end of the run: succeeded, the lease released,
-#   the idempotency keys' retention started and `Prefer: wait` woken — unless a rollback was
-#   requested by then: it wins (lifecycle.yields_to_rollback), the runner rolls back instead.
-WRITE_STEP = """
-WITH current AS (
-    SELECT id, %(complete)s::boolean AND rollback_requested_at IS NULL AND status = 'running' AS completes
-      FROM activations
-     WHERE id = %(id)s AND lease_epoch = %(epoch)s
-       FOR UPDATE
-), fence AS (
-    UPDATE activations AS a
-       SET updated_at = now(),
+# The activation columns a step's result names in %(activation)s (StepResult.activation_values;
+# confirming a revision upstream is also the time of the sync check), as a fragment of the SET
+# lists of WRITE_STEP and COMPLETE_RUN: a column not named keeps its value.
+_SET_ACTIVATION_VALUES = """
            destination = CASE WHEN %(activation)s::jsonb ? 'destination'
                               THEN %(activation)s::jsonb -> 'destination' ELSE a.destination END,
            credentials_ciphertext = CASE WHEN %(activation)s::jsonb ? 'credentials_ciphertext'
@@ -144,16 +129,11 @@ WITH current AS (
            applied_revision = CASE WHEN %(activation)s::jsonb ? 'applied_revision'
                                    THEN (%(activation)s::jsonb ->> 'applied_revision')::int
                                    ELSE a.applied_revision END,
-           sync_checked_at = CASE WHEN %(activation)s::jsonb ? 'applied_revision' THEN now() ELSE a.sync_checked_at END,
-           status = CASE WHEN current.completes THEN 'succeeded' ELSE a.status END,
-           completed_at = CASE WHEN current.completes THEN now() ELSE a.completed_at END,
-           error = CASE WHEN current.completes THEN NULL ELSE a.error END,
-           lease_owner = CASE WHEN current.completes THEN NULL ELSE a.lease_owner END,
-           lease_expires_at = CASE WHEN current.completes THEN NULL ELSE a.lease_expires_at END
-      FROM current
-     WHERE a.id = current.id
- RETURNING a.id, a.rollback_requested_at, a.status, current.completes
-), step_written AS (
+           sync_checked_at = CASE WHEN %(activation)s::jsonb ? 'applied_revision'
+                                  THEN now() ELSE a.sync_checked_at END"""
+
+# The step's columns named in %(step_values)s (finished_at: now).
+_STEP_WRITTEN = """
     UPDATE activation_steps AS s
        SET status = coalesce(%(step_values)s::jsonb ->> 'status', s.status),
            resource_id = CASE WHEN %(step_values)s::jsonb ? 'resource_id'
@@ -162,7 +142,20 @@ WITH current AS (
                         THEN nullif(%(step_values)s::jsonb -> 'error', 'null'::jsonb) ELSE s.error END,
            finished_at = CASE WHEN %(step_values)s::jsonb ? 'finished_at' THEN now() ELSE s.finished_at END
       FROM fence
-     WHERE s.activation_id = fence.id AND s.name = %(step)s
+     WHERE s.activation_id = fence.id AND s.name = %(step)s"""
+
+# One write of the forward run or of the compensation at a step boundary that does not end the run:
+# the activation's and the step's named columns, the steps of %(start)s started (a comma list,
+# perhaps empty) unless %(unless_rollback)s and a rollback has been requested, and the rows of
+# %(events)s in order (the run's upstream calls, then the write's own events). The hot path: one
+# statement per step, with nothing a step that does not end the run needs.
+WRITE_STEP = f"""
+WITH fence AS (
+    UPDATE activations AS a
+       SET updated_at = now(),{_SET_ACTIVATION_VALUES}
+     WHERE a.id = %(id)s AND a.lease_epoch = %(epoch)s
+ RETURNING a.id, a.rollback_requested_at, a.status
+), step_written AS ({_STEP_WRITTEN}
 ), started AS (
     UPDATE activation_steps AS s
        SET status = 'running', attempts = s.attempts + 1, started_at = coalesce(s.started_at, now()),
@@ -173,11 +166,44 @@ WITH current AS (
  RETURNING s.name, s.attempts
 ), new_events AS (
     INSERT INTO activation_events (activation_id, type, step, data)
+    SELECT fence.id, e.type, e.step, e.data
+      FROM fence, jsonb_to_recordset(%(events)s) AS e(ord int, type text, step text, data jsonb)
+     ORDER BY e.ord
+)
+SELECT fence.rollback_requested_at, fence.status, false AS completes,
+       (SELECT jsonb_object_agg(name, attempts) FROM started) AS started
+  FROM fence
+"""
+
+# The write of the last step of a forward run, which ends it: as WRITE_STEP (no steps are left to
+# start), and the activation succeeded, its lease released, the idempotency keys' retention started
+# and `Prefer: wait` woken — unless a rollback was requested by then: it wins
+# (lifecycle.yields_to_rollback), the step is still recorded and the runner rolls back instead.
+COMPLETE_RUN = f"""
+WITH current AS (
+    SELECT id, rollback_requested_at IS NULL AND status = 'running' AS completes
+      FROM activations
+     WHERE id = %(id)s AND lease_epoch = %(epoch)s
+       FOR UPDATE
+), fence AS (
+    UPDATE activations AS a
+       SET updated_at = now(),{_SET_ACTIVATION_VALUES},
+           status = CASE WHEN current.completes THEN 'succeeded' ELSE a.status END,
+           completed_at = CASE WHEN current.completes THEN now() ELSE a.completed_at END,
+           error = CASE WHEN current.completes THEN NULL ELSE a.error END,
+           lease_owner = CASE WHEN current.completes THEN NULL ELSE a.lease_owner END,
+           lease_expires_at = CASE WHEN current.completes THEN NULL ELSE a.lease_expires_at END
+      FROM current
+     WHERE a.id = current.id
+ RETURNING a.id, a.rollback_requested_at, a.status, current.completes
+), step_written AS ({_STEP_WRITTEN}
+), new_events AS (
+    INSERT INTO activation_events (activation_id, type, step, data)
     SELECT id, type, step, data FROM (
         SELECT fence.id, e.ord, e.type, e.step, e.data
           FROM fence, jsonb_to_recordset(%(events)s) AS e(ord int, type text, step text, data jsonb)
         UNION ALL
-        SELECT fence.id, 2147483647, 'status', NULL, '{"status": "succeeded", "from": "running"}'::jsonb
+        SELECT fence.id, 2147483647, 'status', NULL, '{{"status": "succeeded", "from": "running"}}'::jsonb
           FROM fence WHERE fence.completes
     ) AS new_rows ORDER BY ord
 ), keys AS (
@@ -186,8 +212,7 @@ WITH current AS (
 ), notified AS (
     SELECT pg_notify('activation_terminal', id::text) FROM fence WHERE completes
 )
-SELECT fence.rollback_requested_at, fence.status, fence.completes,
-       (SELECT jsonb_object_agg(name, attempts) FROM started) AS started,
+SELECT fence.rollback_requested_at, fence.status, fence.completes, NULL::jsonb AS started,
        (SELECT count(*) FROM notified) AS notified
   FROM fence
 """
@@ -385,7 +410,8 @@ class SagaStore:
         start_unless_rollback: bool = True,
         complete: bool = False,
     ) -> StepWrite:
-        """WRITE_STEP: set ``values`` on ``step`` (if given), ``activation_values`` on the activation,
+        """WRITE_STEP (COMPLETE_RUN with ``complete``): set ``values`` on ``step`` (if given),
+        ``activation_values`` on the activation,
         insert ``events`` in order, and start the steps of ``start`` (attempts + 1, running) unless
         ``start_unless_rollback`` and a rollback has been requested meanwhile. With ``complete``
         (the last step succeeded), the activation also becomes succeeded, unless a rollback has been
@@ -397,19 +423,21 @@ class SagaStore:
         _check_names(activation, _ACTIVATION_VALUES, "activation")
         if "finished_at" in step_values:
             step_values["finished_at"] = True  # the statement's now()
+        if complete and start:
+            raise ValueError("the write that ends a run has no steps left to start")
         params = {
             "id": lease.activation_id,
             "epoch": lease.epoch,
             "step": step,
             "step_values": Jsonb(step_values),
             "activation": Jsonb(activation),
-            "start": _names(start),
-            "unless_rollback": start_unless_rollback,
             "events": event_rows(events),
-            "complete": complete,
-            "key_retention": self._key_retention_seconds,
         }
-        row = await self._db.fetchone(WRITE_STEP, params)
+        if complete:
+            params["key_retention"] = self._key_retention_seconds
+        else:
+            params.update(start=_names(start), unless_rollback=start_unless_rollback)
+        row = await self._db.fetchone(COMPLETE_RUN if complete else WRITE_STEP, params)
         if row is None:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
         return StepWrite(
