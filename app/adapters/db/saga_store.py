@@ -411,12 +411,11 @@ class SagaStore:
         complete: bool = False,
     ) -> StepWrite:
         """WRITE_STEP (COMPLETE_RUN with ``complete``): set ``values`` on ``step`` (if given),
-        ``activation_values`` on the activation,
-        insert ``events`` in order, and start the steps of ``start`` (attempts + 1, running) unless
-        ``start_unless_rollback`` and a rollback has been requested meanwhile. With ``complete``
-        (the last step succeeded), the activation also becomes succeeded, unless a rollback has been
-        requested. Reports whether a rollback has been requested, which steps it started and whether
-        it completed the run."""
+        ``activation_values`` on the activation, insert ``events`` in order, and start the steps of
+        ``start`` (attempts + 1, running) unless ``start_unless_rollback`` and a rollback has been
+        requested meanwhile. With ``complete`` (the last step succeeded), the activation also
+        becomes succeeded, unless a rollback has been requested. Reports whether a rollback has been
+        requested, which steps it started and whether it completed the run."""
         step_values = dict(values or {}) if step is not None else {}
         activation = dict(activation_values or {})
         _check_names(step_values, _STEP_VALUES, "step")
