@@ -275,6 +275,7 @@ class Runtime:
             WORKFLOWS,
             fingerprint=self.cipher.fingerprint,
             fingerprint_matches=self.cipher.fingerprint_matches,
+            flows=self.flow_service,
         )
         self.worker: Worker | None = None
         if self.deployment.run_worker and settings.worker_enabled:

@@ -132,7 +132,7 @@ async def answer(
     return response
 
 
-def _mutation_doc(summary: str, description: str, operation_id: str) -> dict[str, object]:
+def mutation_doc(summary: str, description: str, operation_id: str) -> dict[str, object]:
     return {
         "operation_id": operation_id,
         "summary": summary,
@@ -170,7 +170,7 @@ async def _change_state(
 
 @router.post(
     "/activations/{activation_id}/pause",
-    **_mutation_doc(  # type: ignore[arg-type]
+    **mutation_doc(  # type: ignore[arg-type]
         "Pause an activation",
         "Disables the dataflow (Adobe's flow action `disable`): it exports nothing until resumed. `200` when the "
         "activation is already paused (or a pause is on its way); `409 activation-not-live` unless it is live.",
@@ -194,7 +194,7 @@ async def pause_activation(
 
 @router.post(
     "/activations/{activation_id}/resume",
-    **_mutation_doc(  # type: ignore[arg-type]
+    **mutation_doc(  # type: ignore[arg-type]
         "Resume an activation",
         "Enables the dataflow again (Adobe's flow action `enable`). `200` when the activation is already enabled "
         "(or a resume is on its way); `409 activation-not-live` unless it is live.",
@@ -218,7 +218,7 @@ async def resume_activation(
 
 @router.delete(
     "/activations/{activation_id}",
-    **_mutation_doc(  # type: ignore[arg-type]
+    **mutation_doc(  # type: ignore[arg-type]
         "Retire an activation",
         "Tears the activation down (contract §2/§4: `rolling_back` → `rolled_back`), whatever its status; "
         "operations still waiting in its queue are cancelled. `200` when it is already being torn down or gone.",

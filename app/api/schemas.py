@@ -241,12 +241,40 @@ class Segment(Strict):
             )
         return self
 
-    def normalized(self) -> dict[str, Any]:
-        """As sent to Adobe and shown back: defaults filled in, start date defaulting to today (UTC)."""
+    def normalized(self, start_date: str | None = None) -> dict[str, Any]:
+        """As sent to Adobe and shown back: defaults filled in, the start date defaulting to
+        ``start_date`` (an audience's current one, on an update) or today (UTC)."""
         data = self.model_dump(mode="json", exclude_none=True)
         data.setdefault("name", self.id)
-        data["schedule"].setdefault("startDate", datetime.now(UTC).date().isoformat())
+        data["schedule"].setdefault("startDate", start_date or datetime.now(UTC).date().isoformat())
         return data
+
+
+def unique_segments(value: list[Segment]) -> list[Segment]:
+    seen: set[str] = set()
+    for index, segment in enumerate(value):
+        if segment.id in seen:
+            raise field_error(f"{index}/id", "segment ids must be unique; this one is repeated")
+        seen.add(segment.id)
+    return value
+
+
+def unique_attributes(value: list[str]) -> list[str]:
+    seen: set[str] = set()
+    for index, path in enumerate(value):
+        if path in seen:
+            raise field_error(str(index), "attributes must be unique; this one is repeated")
+        seen.add(path)
+    return value
+
+
+Segments = Annotated[list[Segment], Field(min_length=1, max_length=250, description="At most 250 (Adobe's guardrail).")]
+Attributes = Annotated[
+    list[Annotated[str, Field(pattern=XDM_PATH, max_length=256)]],
+    Field(max_length=50, description="At most 50 (Adobe's guardrail).", examples=[["person.name.lastName"]]),
+]
+# Fixed at creation: a different destination, storage or sandbox is a new activation.
+IMMUTABLE_FIELDS = ("destination", "storage", "sandbox")
 
 
 class ActivationRequest(Strict):
@@ -256,10 +284,8 @@ class ActivationRequest(Strict):
     sandbox: str | None = Field(default=None, pattern=SANDBOX)
     name: str | None = Field(default=None, min_length=1, max_length=100, examples=["Spring newsletter"])
     storage: Storage
-    segments: list[Segment] = Field(min_length=1, max_length=250)
-    attributes: list[Annotated[str, Field(pattern=XDM_PATH, max_length=256)]] = Field(
-        default_factory=list, max_length=50, examples=[["person.name.lastName", "personalEmail.address"]]
-    )
+    segments: Segments
+    attributes: Attributes = Field(default_factory=list)
 
     @field_validator("destination", "name")
     @classmethod
@@ -269,22 +295,47 @@ class ActivationRequest(Strict):
     @field_validator("segments")
     @classmethod
     def _unique_segments(cls, value: list[Segment]) -> list[Segment]:
-        seen: set[str] = set()
-        for index, segment in enumerate(value):
-            if segment.id in seen:
-                raise field_error(f"{index}/id", "segment ids must be unique; this one is repeated")
-            seen.add(segment.id)
-        return value
+        return unique_segments(value)
 
     @field_validator("attributes")
     @classmethod
     def _unique_attributes(cls, value: list[str]) -> list[str]:
-        seen: set[str] = set()
-        for index, path in enumerate(value):
-            if path in seen:
-                raise field_error(str(index), "attributes must be unique; this one is repeated")
-            seen.add(path)
-        return value
+        return unique_attributes(value)
+
+
+class ActivationPatch(Strict):
+    """A change of a live activation's desired state (contract §10): the lists are the whole desired lists."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    segments: Segments | None = None
+    attributes: Attributes | None = None
+    driftPolicy: Literal["report", "enforce"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _immutable(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in IMMUTABLE_FIELDS:
+                if name in data:
+                    raise field_error(name, f"{name} is fixed at creation; a different {name} is a new activation")
+            if "segments" in data and data["segments"] is None:
+                raise field_error("segments", "an activation keeps at least one segment; send the whole list")
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        return _no_control(value) if value else value
+
+    @field_validator("segments")
+    @classmethod
+    def _unique_segments(cls, value: list[Segment] | None) -> list[Segment] | None:
+        return unique_segments(value) if value is not None else value
+
+    @field_validator("attributes")
+    @classmethod
+    def _unique_attributes(cls, value: list[str] | None) -> list[str] | None:
+        return unique_attributes(value) if value is not None else value
 
 
 # ------------------------------------------------------------------------------------ responses
@@ -354,6 +405,17 @@ class ActivationOut(BaseModel):
     sync: SyncOut
     driftPolicy: Literal["report", "enforce"]
     lastRun: dict[str, Any] | None = Field(description="The newest export run (not mirrored yet: always null).")
+
+
+class PlannedCall(BaseModel):
+    method: str
+    path: str
+    body: Any = None
+
+
+class DryRunOut(BaseModel):
+    activation: ActivationOut
+    plan: list[PlannedCall] = Field(description="The upstream calls that would write, in order; secrets masked.")
 
 
 class OperationOut(BaseModel):

@@ -151,3 +151,13 @@ class NewActivation:
                 for i, name in enumerate(self.step_names)
             },
         )
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredChange:
+    """An activation's desired state after a change (contract §10): the whole lists, not increments."""
+
+    name: str | None
+    segments: list[dict[str, Any]]
+    attributes: list[str]
+    drift_policy: str

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from .flow_state import FLOW_STATE_STEPS
+from .flow_update import UPDATE_STEPS
 from .steps import SAGA_STEPS, SagaStep
 
 
@@ -89,5 +90,6 @@ WORKFLOWS = Workflows(
         Workflow(OperationKind.CREATE, 1, SAGA_STEPS),
         Workflow(OperationKind.PAUSE, 1, FLOW_STATE_STEPS["disabled"]),
         Workflow(OperationKind.RESUME, 1, FLOW_STATE_STEPS["enabled"]),
+        Workflow(OperationKind.UPDATE, 1, UPDATE_STEPS),
     ]
 )

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from app.domain.flow_diff import plan_update
+from app.domain.flow_update import desired_flow
 from app.domain.lifecycle import OperationStatus, StepStatus, create_operation_status, is_live
-from app.domain.model import Activation, Operation, StepState
+from app.domain.model import Activation, DesiredChange, Operation, StepState
+from app.domain.ports import FlowService, ResourceKind, UpstreamError
 from app.domain.workflows import OperationKind, Workflows
 
 from .problems import ServiceProblem
@@ -62,7 +65,9 @@ class OperationService:
         workflows: Workflows,
         fingerprint: Callable[[bytes], str],
         fingerprint_matches: Callable[[bytes, str], bool],
+        flows: FlowService,
     ) -> None:
+        self._flows = flows
         self._queue = queue
         self._repository = repository
         self._workflows = workflows
@@ -111,6 +116,82 @@ class OperationService:
 
         outcome: MutationOutcome = await self._queue.mutate(activation_id, client_id, decide)
         return outcome
+
+    async def update(
+        self,
+        activation_id: uuid.UUID,
+        client_id: str,
+        change: Callable[[DesiredChange], DesiredChange],
+        *,
+        canonical: bytes,
+        key: str,
+        if_match: str | None,
+    ) -> MutationOutcome:
+        """Queue an update to the desired state ``change`` makes of the current one (contract §10);
+        200 and no new revision when it changes nothing."""
+        definition = self._workflows.current(OperationKind.UPDATE)
+        canonical = b"update:" + str(activation_id).encode() + b":" + canonical
+
+        async def decide(tx: QueueTransaction) -> MutationOutcome:
+            locked = await tx.lock()
+            if locked is None:
+                raise _not_found(activation_id)
+            replay = await self._replay(tx, key, canonical)
+            if replay is not None:
+                return replay
+            if not is_live(locked.status):
+                raise _not_live(locked.status.value, OperationKind.UPDATE)
+            if not matches(if_match, locked.revision):
+                raise _stale(locked.revision)
+            current = DesiredChange(locked.name, locked.segments, locked.attributes, locked.drift_policy)
+            desired = change(current)
+            if desired == current:
+                await tx.remember_key(key, self._fingerprint(canonical), None, 200)
+                return MutationOutcome(200, None)
+            operation_id = uuid.uuid4()
+            await tx.queue_update(
+                operation_id,
+                version=definition.version,
+                revision=locked.revision + 1,
+                steps=definition.step_names,
+                desired=desired,
+            )
+            await tx.remember_key(key, self._fingerprint(canonical), operation_id, 202)
+            return MutationOutcome(202, operation_id)
+
+        outcome: MutationOutcome = await self._queue.mutate(activation_id, client_id, decide)
+        return outcome
+
+    async def plan_update(
+        self, activation: Activation, change: Callable[[DesiredChange], DesiredChange]
+    ) -> tuple[Activation, list[dict[str, Any]]]:
+        """A dry run of an update: the activation it would become and the calls that would write
+        upstream, from the flow as Adobe has it now (read only; nothing is written anywhere)."""
+        if not is_live(activation.status):
+            raise _not_live(activation.status.value, OperationKind.UPDATE)
+        current = DesiredChange(activation.name, activation.segments, activation.attributes, activation.drift_policy)
+        desired = change(current)
+        if desired == current:
+            return activation, []
+        would_be = replace(
+            activation,
+            name=desired.name,
+            segments=desired.segments,
+            attributes=desired.attributes,
+            drift_policy=desired.drift_policy,
+            revision=activation.revision + 1,
+            queued_operations=activation.queued_operations + 1,
+        )
+        assert activation.flow_id is not None  # a live activation has its flow
+        try:
+            flow = await self._flows.get(ResourceKind.FLOWS, activation.flow_id, sandbox=activation.sandbox)
+        except UpstreamError as exc:
+            raise ServiceProblem(
+                503, "upstream-unavailable", "Adobe unavailable", "the dataflow could not be read to plan the update"
+            ) from exc
+        operations = plan_update(flow, desired_flow(would_be))
+        plan = [{"method": "PATCH", "path": f"/flows/{activation.flow_id}", "body": operations}] if operations else []
+        return would_be, plan
 
     async def tear_down(
         self,

@@ -6,6 +6,7 @@ Every statement is named here."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.lifecycle import ActivationStatus
-from app.domain.model import Operation
+from app.domain.model import DesiredChange, Operation
 
 from .intake import NOTIFY_CHANNEL
 from .operation_store import OPERATION_COLUMNS, operation_from_row
@@ -23,7 +24,9 @@ from .repository import REQUEST_ROLLBACK
 
 LOCK_ACTIVATION = text(
     """
-SELECT id, status, revision, desired_state, queued_operations FROM activations
+SELECT id, status, revision, desired_state, queued_operations, name, segments, attributes, drift_policy,
+       flow_id, sandbox
+  FROM activations
  WHERE id = :id AND client_id = :client_id
    FOR UPDATE
 """
@@ -48,10 +51,9 @@ ON CONFLICT (client_id, activation_id, key) DO UPDATE
 """
 )
 
-# A pause or resume: the operation and its steps, the new revision and desired state, the queue
-# count, the event, and a NOTIFY that wakes a worker.
-QUEUE_FLOW_STATE_OPERATION = text(
-    f"""
+# What queueing any operation writes besides the activation's new desired state: the operation
+# and its steps, the event, and a NOTIFY that wakes a worker (the statements below add the rest).
+_NEW_OPERATION = """
 WITH new_operation AS (
     INSERT INTO activation_operations (id, activation_id, kind, workflow_version, status, revision)
     VALUES (:operation_id, :id, :kind, :version, 'pending', :revision)
@@ -60,17 +62,33 @@ WITH new_operation AS (
     INSERT INTO operation_steps (operation_id, name, position, status)
     SELECT new_operation.id, step.name, step.position - 1, 'pending'
       FROM new_operation, unnest(CAST(:steps AS text[])) WITH ORDINALITY AS step(name, position)
-), moved AS (
-    UPDATE activations
-       SET revision = :revision, desired_state = :desired_state, queued_operations = queued_operations + 1,
-           run_after = now(), updated_at = now()
-     WHERE id = :id
- RETURNING id
 ), queued_event AS (
     INSERT INTO activation_events (activation_id, type, step, data)
     SELECT :id, 'operation', NULL,
            jsonb_build_object('operationId', CAST(:operation_id AS text), 'kind', CAST(:kind AS text),
                               'status', 'pending', 'revision', CAST(:revision AS int))
+)"""
+
+# A pause or resume: the new revision and desired state, and the queue count.
+QUEUE_FLOW_STATE_OPERATION = text(
+    f"""{_NEW_OPERATION}, moved AS (
+    UPDATE activations
+       SET revision = :revision, desired_state = :desired_state, queued_operations = queued_operations + 1,
+           run_after = now(), updated_at = now()
+     WHERE id = :id
+)
+SELECT pg_notify('{NOTIFY_CHANNEL}', CAST(:id AS text))
+"""
+)
+
+# An update (contract §10): the new revision and the whole desired lists, name and drift policy.
+QUEUE_UPDATE_OPERATION = text(
+    f"""{_NEW_OPERATION}, moved AS (
+    UPDATE activations
+       SET revision = :revision, name = :name, segments = CAST(:segments AS jsonb),
+           attributes = CAST(:attributes AS jsonb), drift_policy = :drift_policy,
+           queued_operations = queued_operations + 1, run_after = now(), updated_at = now()
+     WHERE id = :id
 )
 SELECT pg_notify('{NOTIFY_CHANNEL}', CAST(:id AS text))
 """
@@ -130,6 +148,12 @@ class LockedActivation:
     revision: int
     desired_state: str
     queued_operations: int
+    name: str | None
+    segments: list[dict[str, Any]]
+    attributes: list[str]
+    drift_policy: str
+    flow_id: str | None
+    sandbox: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +210,12 @@ class QueueTransaction:
             revision=row.revision,
             desired_state=row.desired_state,
             queued_operations=row.queued_operations,
+            name=row.name,
+            segments=row.segments,
+            attributes=row.attributes,
+            drift_policy=row.drift_policy,
+            flow_id=row.flow_id,
+            sandbox=row.sandbox,
         )
 
     async def existing_key(self, key: str) -> OperationKey | None:
@@ -227,6 +257,29 @@ class QueueTransaction:
             "steps": list(steps),
         }
         await self._conn.execute(QUEUE_FLOW_STATE_OPERATION, params)
+
+    async def queue_update(
+        self,
+        operation_id: uuid.UUID,
+        *,
+        version: int,
+        revision: int,
+        steps: Sequence[str],
+        desired: DesiredChange,
+    ) -> None:
+        params = {
+            "id": self.activation_id,
+            "operation_id": operation_id,
+            "kind": "update",
+            "version": version,
+            "revision": revision,
+            "steps": list(steps),
+            "name": desired.name,
+            "segments": json.dumps(desired.segments),
+            "attributes": json.dumps(desired.attributes),
+            "drift_policy": desired.drift_policy,
+        }
+        await self._conn.execute(QUEUE_UPDATE_OPERATION, params)
 
     async def request_teardown(self, operation_id: uuid.UUID, *, kind: str) -> bool:
         """Request the rollback (repository.REQUEST_ROLLBACK) and record its operation; False when
