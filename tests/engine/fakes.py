@@ -37,7 +37,7 @@ from app.domain.lifecycle import (
     check_transition,
     yields_to_rollback,
 )
-from app.domain.model import Activation, Lease, LeaseLost, Operation, StepState
+from app.domain.model import Activation, DesiredChange, Lease, LeaseLost, Operation, StepState
 from app.domain.observer import NullSagaObserver
 from app.domain.operations import OperationRunner
 from app.domain.ports import (
@@ -271,12 +271,21 @@ class FakeStore:
         return activation.status, starts
 
     def enqueue_operation(
-        self, activation_id: uuid.UUID, workflow: Workflow, *, desired_state: str | None = None
+        self,
+        activation_id: uuid.UUID,
+        workflow: Workflow,
+        *,
+        desired_state: str | None = None,
+        change: DesiredChange | None = None,
     ) -> uuid.UUID:
-        """Queue an operation of ``workflow`` (pause, resume) as the API's queue does: pending, a
-        step row per step, the activation's revision, desired state and queue count moved on."""
+        """Queue an operation of ``workflow`` as the API's queue does: pending, a step row per
+        step, the activation's revision, desired state (or, for an update, ``change``: its lists,
+        name and drift policy) and queue count moved on."""
         row = self._rows[activation_id]
         activation = row.activation
+        if change is not None:
+            activation.name, activation.segments = change.name, _json_copy(change.segments)
+            activation.attributes, activation.drift_policy = list(change.attributes), change.drift_policy
         now = _now()
         activation.revision += 1
         activation.queued_operations += 1
