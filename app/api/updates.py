@@ -26,7 +26,7 @@ from .operations import (
     mutation_doc,
     parse_id,
 )
-from .schemas import ActivationPatch, DryRunOut
+from .schemas import ActivationOut, ActivationPatch, DryRunOut
 from .views import activation_view
 
 router = APIRouter(tags=["activations"])
@@ -44,15 +44,9 @@ _DOC = mutation_doc(
     "updateActivation",
 )
 _DOC["responses"][200] = {  # type: ignore[index]
-    "description": "Nothing changes; the operation ended within `Prefer: wait`; or the dry run's answer "
-    "(`DryRunOut`, with `?dryRun=true`).",
-    "content": {
-        "application/json": {
-            "schema": {
-                "anyOf": [{"$ref": "#/components/schemas/ActivationOut"}, {"$ref": "#/components/schemas/DryRunOut"}]
-            }
-        }
-    },
+    "model": ActivationOut | DryRunOut,
+    "description": "Nothing changes; the operation ended within `Prefer: wait`; or, with `?dryRun=true`, the "
+    "activation it would become and the plan.",
 }
 _DOC["openapi_extra"] = {
     "requestBody": {
