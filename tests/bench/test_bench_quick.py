@@ -23,6 +23,10 @@ def test_quick_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> None:
             "10,20",
             "--single",
             "3",
+            "--update-single",
+            "3",
+            "--update-burst",
+            "12,4",
             "--accept-rate",
             "10",
             "--accept-seconds",
@@ -49,10 +53,21 @@ def test_quick_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     assert json.loads(completed.stdout.strip().splitlines()[-1]) == result, "the last line is the JSON result"
     assert "latency POST" in completed.stdout and "targets:" in completed.stdout
+    assert "update PATCH" in completed.stdout and "update throughput" in completed.stdout
 
     assert result["latency"]["n"] == 3 and result["latency"]["p50"] > 0
     # Nothing can be faster than its upstream calls: 5 on the critical path at 10 ms each.
     assert result["latency"]["p50"] >= 5 * 10
+    update = result["updateLatency"]
+    assert update["n"] == 3 and update["criticalPathMs"] == 3 * 10 and update["targetMs"] == 34.5
+    # An update applied means 3 upstream calls (read, PATCH, read back) at 10 ms each.
+    assert update["max"] >= update["p95"] >= update["p50"] >= 3 * 10 and update["ratioP50"] >= 1.0
+    updates = result["updateThroughput"]
+    assert updates["updates"] == 12 and updates["activations"] == 4 and updates["perSecond"] > 0
+    assert updates["operations"] == updates["succeeded"] == 12, "one operation per accepted PATCH, all applied"
+    # Every activation's list changed, so at least one upstream PATCH each; coalescing makes it at most one per update.
+    assert 4 <= updates["upstreamPatches"] <= 12 and updates["upstreamCalls"] > updates["upstreamPatches"]
+    assert updates["gatewayCpuMsPerUpdate"] > 0
     assert [t["size"] for t in result["throughput"]] == [10, 20]
     for burst in result["throughput"]:
         assert burst["succeeded"] == burst["size"] and burst["perSecond"] > 0
@@ -68,3 +83,4 @@ def test_quick_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> None:
     assert "ix_activations_claimable" in history["plans"]["claim"], "the claim walks the partial index"
     assert "activations_pkey" in history["plans"]["status"]
     assert set(result["targets"]) and all(isinstance(v, bool) for v in result["targets"].values())
+    assert "update_latency_p50_within_1.15x_critical_path" in result["targets"]
