@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from flowservice_emulator import EmulatorServer
-from tests.conftest import wait_for
+from tests.conftest import ADOBE_CLIENT_ID, ADOBE_CLIENT_SECRET, ADOBE_ORG_ID, wait_for
+from tests.emulator.conftest import Api, issue_token
 from tests.gateway.test_activation_e2e import flow_service_requests
 from tests.gateway.test_operations_e2e import (
     WAIT,
@@ -258,3 +259,43 @@ def test_concurrent_patches_end_on_the_last_accepted_revision(
 
 def wait_for_applied(client: httpx.Client, ident: str, revision: int) -> dict[str, Any]:
     return wait_for(lambda: get_activation(client, ident), lambda a: a["appliedRevision"] == revision, 60)
+
+
+# ---------------------------------------------------------------------------------------------- out of band
+def test_an_update_after_a_persons_edit_in_adobe_converges(gateway: GatewayProcess, emulator: EmulatorServer) -> None:
+    """Someone edits the flow in Adobe's UI (here: Flow Service itself, as the UI does): adds an
+    audience of their own, removes one of ours, changes another's schedule, adds an attribute. The
+    next update makes the flow hold exactly the activation's desired state again."""
+    client = gateway.client()
+    start = live(gateway)
+    flow_id = start["flow"]["id"]
+    person = person_in_adobe_ui(emulator)
+    flow = person.get(f"/flows/{flow_id}").json()["items"][0]
+    theirs = {"type": "PLATFORM_SEGMENT", "value": {**segments(1)[0], "exportMode": "DAILY_FULL_EXPORT"}}
+    theirs["value"]["schedule"] = {"frequency": "DAILY", "triggerType": "AFTER_SEGMENT_EVAL", "startDate": "2026-12-03"}
+    theirs["value"]["filenameTemplate"] = start["segments"][0]["filenameTemplate"]
+    edit = [
+        {"op": "replace", "path": f"{SEGMENTS}/1/value/schedule/frequency", "value": "WEEKLY"},
+        {"op": "remove", "path": f"{SEGMENTS}/0", "value": {"type": "PLATFORM_SEGMENT", "value": {}}},
+        {"op": "add", "path": f"{SEGMENTS}/-", "value": theirs},
+        {"op": "add", "path": f"{PROFILES}/-", "value": {"type": "JSON_PATH", "value": {"path": "person.gender"}}},
+    ]
+    edited = person.patch(f"/flows/{flow_id}", edit, flow["etag"])
+    assert edited.status_code == 200, edited.text
+
+    desired = {"segments": [*start["segments"], *segments(1)]}
+    after = applied(client, patch(client, start["id"], desired), start["id"])
+    assert_flow_is(emulator, after)
+    audiences, _ = flow_selectors(emulator, flow_id)
+    assert theirs["value"]["id"] not in audiences, "an audience added out of band is removed"
+
+
+SEGMENTS = "/transformations/0/params/segmentSelectors/selectors"
+PROFILES = "/transformations/0/params/profileSelectors/selectors"
+
+
+def person_in_adobe_ui(emulator: EmulatorServer) -> Api:
+    """A Flow Service caller of the same organisation (Adobe's UI calls the same API)."""
+    http = httpx.Client(base_url=emulator.url, timeout=10)
+    token = issue_token(http, ADOBE_CLIENT_ID, ADOBE_CLIENT_SECRET)
+    return Api(http, token, client_id=ADOBE_CLIENT_ID, extra={"x-gw-ims-org-id": ADOBE_ORG_ID})
