@@ -87,6 +87,13 @@ class ContainingIn(BaseModel):
     value: str = Field(min_length=1)
 
 
+class FlowEditIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sandbox: str = Field(default="prod", min_length=1)
+    patch: list[JsonObject] = Field(min_length=1)
+
+
 def build_router() -> APIRouter:
     router = APIRouter(prefix=ADMIN_PATH, default_response_class=AsciiJSONResponse)
 
@@ -176,6 +183,12 @@ def build_router() -> APIRouter:
     async def requests_containing(query: ContainingIn, request: Request) -> JsonObject:
         """Which requests carried ``value`` (a secret the caller already knows), though the entries mask it."""
         return {"seqs": emulator_state(request).history.containing(query.value)}
+
+    @router.post("/flows/{flow_id}/edit")
+    async def edit_flow(flow_id: str, edit: FlowEditIn, request: Request) -> JsonObject:
+        """Edit a flow out of band, as a person in Adobe's UI would (a JSON Patch: add, remove or
+        change selectors, rename): the flow as it then is, masked."""
+        return emulator_state(request).service.edit_flow_as_person(edit.sandbox, flow_id, edit.patch)
 
     @router.post("/reset", status_code=204)
     async def reset(request: Request) -> Response:

@@ -166,7 +166,8 @@ def _email_target_spec(modes: list[str]) -> JsonObject:
                 "format": {"type": "string", "enum": ["CSV"], "default": "CSV"},
                 "includeFileManifest": {"type": "boolean", "default": False},
             },
-            "required": ["mode", "format"],
+            # No document requires `format` (it defaults to CSV); the mode and its location are required.
+            "required": ["mode"],
             "allOf": [_when_mode(mode, EMAIL_MODE_REQUIREMENTS[mode]) for mode in modes],
         },
     }

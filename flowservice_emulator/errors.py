@@ -28,9 +28,8 @@ ERROR_TYPE_PREFIX = "https://ns.adobe.com/aep/errors/FLOW-"
 class FlowCode(Enum):
     """Flow Service catalog codes (help/sources/errors/flow-service-errors.md) as (code, status, title).
 
-    Codes marked *emulator* are not in Adobe's public catalog: Adobe documents the situation (a 422 for a
-    missing field, a 400 for invalid connection params) but not its code, so the emulator picks one from the
-    same numbering family and keeps it stable.
+    Every code is the catalog's; where Adobe's documents give a different status for a case (a missing
+    field: 422), the status follows them and the code stays the catalog's.
     """
 
     NOT_ENTITLED = ("1100", 400, "Bad Request")
@@ -41,8 +40,9 @@ class FlowCode(Enum):
     IF_MATCH_MISSING = ("1403", 400, "Bad Request")
     VERSION_MISMATCH = ("1404", 412, "Precondition Failed")
     BODY_EMPTY = ("1405", 400, "Bad Request")
-    MISSING_FIELD = ("1406", 422, "Unprocessable Entity")  # emulator
-    INVALID_FIELD = ("1407", 400, "Bad Request")  # emulator
+    # The catalog's code for a body that fails validation ("e.g. missing field") is 1455; for a missing
+    # field the Dest spec documents the status 422, so that case keeps it.
+    MISSING_FIELD = ("1455", 422, "Unprocessable Entity")
     STATE_NOT_ALLOWED = ("1410", 400, "Bad Request")
     INVALID_SPEC = ("1413", 400, "Bad Request")
     SPEC_NOT_UPDATABLE = ("1414", 400, "Bad Request")
@@ -54,6 +54,7 @@ class FlowCode(Enum):
     BAD_FILTER_OPERATOR = ("1440", 400, "Bad Request")
     BAD_QUERY_PARAM = ("1454", 400, "Bad Request")
     PATCH_INVALID = ("1455", 400, "Bad Request")
+    INVALID_FIELD = ("1455", 400, "Bad Request")  # the same catalog case as PATCH_INVALID, named for bodies
     ORG_NOT_ALLOWED = ("2000", 401, "Unauthorized")
 
     @property

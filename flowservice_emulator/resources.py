@@ -23,6 +23,10 @@ from .jsoncopy import json_copy
 from .masking import mask_resource
 from .store import KINDS, ResourceStore, new_etag
 
+# Who edits a flow out of band (the admin API's stand-in for a person in Adobe's UI).
+UI_CLIENT_ID: Final = "exc_app"
+UI_PERSON: Final = "marketing.ops@example.com"
+
 JsonObject = dict[str, Any]
 
 RESOURCE_SORT_FIELDS: Final = frozenset({"createdAt", "updatedAt", "name", "id", "state"})
@@ -171,6 +175,17 @@ class ResourceService:
         self.store.replace(kind, caller.sandbox, patched)
         return patched
 
+    def edit_flow_as_person(self, sandbox: str, flow_id: str, operations: Any) -> JsonObject:
+        """An out-of-band edit, as a person makes one in Adobe's UI: the same validation, enrichment
+        and ``lastOperation`` as a PATCH, applied to the flow as it is now (the UI holds the current
+        etag), by a person rather than a technical account; the etag moves."""
+        caller = Caller(client_id=UI_CLIENT_ID, org_id="", sandbox=sandbox)
+        current = self._require("flows", caller, flow_id)
+        patched = self.patch("flows", caller, flow_id, current["etag"], operations)
+        patched["updatedBy"] = UI_PERSON
+        self.store.replace("flows", sandbox, patched)
+        return self._present(patched)
+
     def delete(self, kind: str, caller: Caller, resource_id: str) -> None:
         self._require(kind, caller, resource_id)
         if kind == "connections":
@@ -303,8 +318,9 @@ class ResourceService:
 
 def _parse_patch(kind: str, body: Any) -> list[JsonObject]:
     """Normalise a JSON Patch: ``op`` case-insensitive, ``value`` required even for ``remove`` (both specs)."""
-    # Both official documents describe a base-connection PATCH body as a single instruction object.
-    instructions = [body] if isinstance(body, dict) else body
+    # Both official documents describe a base-connection PATCH body as a single instruction object, and
+    # every other PATCH body (flows, source and target connections) as an array of them.
+    instructions = [body] if isinstance(body, dict) and kind == "connections" else body
     if not isinstance(instructions, list) or not instructions:
         raise flow_error(FlowCode.PATCH_INVALID, "The request body must be a non-empty array of patch instructions.")
     operations: list[JsonObject] = []
