@@ -66,16 +66,22 @@ class OperationRunner:
             await self._store.defer_operation(lease, operation, delay_seconds=UNAVAILABLE_RETRY_SECONDS, reason=reason)
             return
         started = time.monotonic()
-        for step in definition.steps:
+        remaining = [step for step in definition.steps if operation.steps[step.name].status != StepStatus.SUCCEEDED]
+        # The attempt of the next step, started by the write that ended the step before it.
+        next_attempt: int | None = None
+        result_values: dict[str, Any] = {}
+        for index, step in enumerate(remaining):
             state = operation.steps[step.name]
-            if state.status == StepStatus.SUCCEEDED:
-                continue
+            following = remaining[index + 1].name if index + 1 < len(remaining) else None
             try:
                 async for retry in self._retry.retrying():
                     with retry:
-                        attempt = await self._store.start_operation_step(
-                            lease, operation.id, step.name, events=take_calls(lease)
-                        )
+                        if next_attempt is None:
+                            attempt = await self._store.start_operation_step(
+                                lease, operation.id, step.name, events=take_calls(lease)
+                            )
+                        else:
+                            attempt, next_attempt = next_attempt, None
                         state.status, state.attempts, state.attempted_at = (
                             StepStatus.RUNNING,
                             attempt,
@@ -95,18 +101,29 @@ class OperationRunner:
                 self._observer.operation_finished(operation.kind, "failed", time.monotonic() - started)
                 log.warning("operation failed", operation_id=str(operation.id), kind=operation.kind, step=step.name)
                 return
-            await self._store.finish_operation_step(
+            state.status = StepStatus.SUCCEEDED
+            for column, value in result.activation_values.items():
+                setattr(activation, column, value)
+            if following is None:  # the last step ends with the operation, in one write
+                result_values = result.activation_values
+                break
+            next_attempt = await self._store.finish_operation_step(
                 lease,
                 operation.id,
                 step.name,
                 succeeded=True,
                 activation_values=result.activation_values,
                 events=take_calls(lease),
+                start_next=following,
             )
-            state.status = StepStatus.SUCCEEDED
-            for column, value in result.activation_values.items():
-                setattr(activation, column, value)
-        await self._store.finish_operation(lease, operation, error=None, events=take_calls(lease))
+        await self._store.finish_operation(
+            lease,
+            operation,
+            error=None,
+            events=take_calls(lease),
+            last_step=remaining[-1].name if remaining else None,
+            activation_values=result_values,
+        )
         self._observer.operation_finished(operation.kind, "succeeded", time.monotonic() - started)
         log.info("operation succeeded", operation_id=str(operation.id), kind=operation.kind)
 

@@ -306,13 +306,25 @@ class OperationStore(Protocol):
         error: dict[str, Any] | None = None,
         activation_values: Mapping[str, Any] | None = None,
         events: EventRows = (),
-    ) -> None: ...
+        start_next: str | None = None,
+    ) -> int | None:
+        """Record ``step``'s outcome; when it succeeded, also start the attempt of ``start_next``
+        (the step that follows) in the same write and return its attempt number."""
+        ...
 
     async def finish_operation(
-        self, lease: Lease, operation: Operation, *, error: dict[str, Any] | None, events: EventRows = ()
+        self,
+        lease: Lease,
+        operation: Operation,
+        *,
+        error: dict[str, Any] | None,
+        events: EventRows = (),
+        last_step: str | None = None,
+        activation_values: Mapping[str, Any] | None = None,
     ) -> None:
         """End ``operation`` (succeeded without ``error``, failed with it), take it off the queue,
-        and record on the activation what it confirmed (applied revision) or why it failed (sync)."""
+        and record on the activation what it confirmed (applied revision) or why it failed (sync).
+        A success may end its ``last_step`` in the same write, with the values that step confirmed."""
         ...
 
     async def defer_operation(self, lease: Lease, operation: Operation, *, delay_seconds: float, reason: str) -> None:

@@ -533,34 +533,36 @@ class FakeStore:
         error: dict[str, Any] | None = None,
         activation_values: Mapping[str, Any] | None = None,
         events: EventRows = (),
-    ) -> None:
-        values = dict(activation_values or {})
-        if not values.keys() <= _OPERATION_VALUES:
-            raise ValueError(f"an operation's step may set only {sorted(_OPERATION_VALUES)}, not {sorted(values)}")
+        start_next: str | None = None,
+    ) -> int | None:
+        values = _step_values(activation_values)
         status = StepStatus.SUCCEEDED if succeeded else StepStatus.FAILED
-        data: dict[str, Any] = {"status": status.value, "operationId": str(operation_id)}
-        if error is not None:
-            data["error"] = error
-        rows = _event_rows([*events, {"type": "step", "step": step, "data": data}], lease.epoch)
+        rows = _event_rows([*events, _step_event(operation_id, step, status, error)], lease.epoch)
         row = self._fence(lease)
-        activation = row.activation
-        # `%(values)s::jsonb ->> 'state'`: the value as text.
-        if "state" in values:
-            activation.state = _as_text(values["state"])
-        if "flow_etag" in values:
-            activation.flow_etag = _as_text(values["flow_etag"])
+        _set_step_values(row.activation, values)
         operation = self._operation_of(row, operation_id)
         state = operation.steps.get(step) if operation is not None else None
         if state is not None:
             state.status = status
             state.finished_at = _now()
             state.error = _json_copy(error) if error is not None else None
+        following = operation.steps.get(start_next) if operation is not None and start_next and succeeded else None
+        attempts = _start(following, _now()) if following is not None else None
         row.events.extend(rows)
+        return attempts
 
     async def finish_operation(
-        self, lease: Lease, operation: Operation, *, error: dict[str, Any] | None, events: EventRows = ()
+        self,
+        lease: Lease,
+        operation: Operation,
+        *,
+        error: dict[str, Any] | None,
+        events: EventRows = (),
+        last_step: str | None = None,
+        activation_values: Mapping[str, Any] | None = None,
     ) -> None:
         succeeded = error is None
+        values = _step_values(activation_values if succeeded else None)
         status = OperationStatus.SUCCEEDED if succeeded else OperationStatus.FAILED
         data: dict[str, Any] = {
             "operationId": str(operation.id),
@@ -570,10 +572,12 @@ class FakeStore:
         }
         if error is not None:
             data["error"] = error
-        rows = _event_rows([*events, {"type": "operation", "step": None, "data": data}], lease.epoch)
+        step_rows = [_step_event(operation.id, last_step, StepStatus.SUCCEEDED, None)] if last_step else []
+        rows = _event_rows([*events, *step_rows, {"type": "operation", "step": None, "data": data}], lease.epoch)
         row = self._fence(lease)
         activation = row.activation
         now = _now()
+        _set_step_values(activation, values)
         queued = activation.queued_operations  # SET reads the old values
         activation.queued_operations = max(queued - 1, 0)
         activation.run_crashes = 0
@@ -588,6 +592,9 @@ class FakeStore:
         row.lease_owner = row.lease_expires_at = None
         row.run_after = now
         stored = self._operation_of(row, operation.id)
+        last = stored.steps.get(last_step) if stored is not None and last_step and succeeded else None
+        if last is not None:
+            last.status, last.finished_at, last.error = StepStatus.SUCCEEDED, now, None
         if stored is not None and stored.status == OperationStatus.RUNNING:
             stored.status = status
             stored.error = _json_copy(error) if error is not None else None
@@ -624,6 +631,28 @@ class FakeStore:
                 if entry.operation.id == operation_id:
                     return entry
         raise KeyError(operation_id)
+
+
+def _step_values(activation_values: Mapping[str, Any] | None) -> dict[str, Any]:
+    values = dict(activation_values or {})
+    if not values.keys() <= _OPERATION_VALUES:
+        raise ValueError(f"an operation's step may set only {sorted(_OPERATION_VALUES)}, not {sorted(values)}")
+    return values
+
+
+def _set_step_values(activation: Activation, values: Mapping[str, Any]) -> None:
+    # `%(values)s::jsonb ->> 'state'`: the value as text.
+    if "state" in values:
+        activation.state = _as_text(values["state"])
+    if "flow_etag" in values:
+        activation.flow_etag = _as_text(values["flow_etag"])
+
+
+def _step_event(operation_id: uuid.UUID, step: str, status: StepStatus, error: dict[str, Any] | None) -> dict[str, Any]:
+    data: dict[str, Any] = {"status": status.value, "operationId": str(operation_id)}
+    if error is not None:
+        data["error"] = error
+    return {"type": "step", "step": step, "data": data}
 
 
 def _claimable(activation: Activation) -> bool:

@@ -93,31 +93,43 @@ SELECT (SELECT attempts FROM started) AS attempts FROM fence
 """
 
 # What a step of an operation may set on the activation: the flow's state and etag it confirmed.
+_SET_STEP_VALUES = """
+           state = CASE WHEN %(values)s::jsonb ? 'state' THEN %(values)s::jsonb ->> 'state' ELSE state END,
+           flow_etag = CASE WHEN %(values)s::jsonb ? 'flow_etag' THEN %(values)s::jsonb ->> 'flow_etag'
+                            ELSE flow_etag END"""
+
+# A step's outcome; when it succeeded and another step follows, that one's attempt starts in the
+# same write (%(next_step)s, NULL when none does), so a step costs one statement, not two.
 FINISH_OPERATION_STEP = f"""
 WITH fence AS (
     UPDATE activations
-       SET updated_at = now(),
-           state = CASE WHEN %(values)s::jsonb ? 'state' THEN %(values)s::jsonb ->> 'state' ELSE state END,
-           flow_etag = CASE WHEN %(values)s::jsonb ? 'flow_etag' THEN %(values)s::jsonb ->> 'flow_etag'
-                            ELSE flow_etag END
+       SET updated_at = now(),{_SET_STEP_VALUES}
      WHERE id = %(id)s AND lease_epoch = %(epoch)s
  RETURNING id
 ), finished AS (
     UPDATE operation_steps AS s SET status = %(status)s, finished_at = now(), error = %(error)s::jsonb
       FROM fence
      WHERE s.operation_id = %(operation_id)s AND s.name = %(step)s
+), next_started AS (
+    UPDATE operation_steps AS s
+       SET status = 'running', attempts = s.attempts + 1, started_at = coalesce(s.started_at, now()),
+           attempted_at = now(), finished_at = NULL
+      FROM fence
+     WHERE s.operation_id = %(operation_id)s AND s.name = %(next_step)s::text
+ RETURNING s.attempts
 ){_EVENTS_CTE}
-SELECT id FROM fence
+SELECT id, (SELECT attempts FROM next_started) AS next_attempts FROM fence
 """
 
-# The operation ends: succeeded, it confirms its revision upstream; failed, the live activation
-# keeps what it had and sync says why (contract §9), and the desired state goes back to the state
-# last confirmed unless a later operation waits to set it. Either way the queue moves on, the
-# lease goes, and `Prefer: wait` requests are woken.
+# The operation ends: succeeded, it confirms its revision upstream (and its last step, %(step)s,
+# succeeds in the same write with the values it confirmed); failed, the live activation keeps
+# what it had and sync says why (contract §9), and the desired state goes back to the state last
+# confirmed unless a later operation waits to set it. Either way the queue moves on, the lease
+# goes, and `Prefer: wait` requests are woken.
 FINISH_OPERATION = f"""
 WITH fence AS (
     UPDATE activations
-       SET updated_at = now(),
+       SET updated_at = now(),{_SET_STEP_VALUES},
            queued_operations = greatest(queued_operations - 1, 0),
            run_crashes = 0,
            applied_revision = CASE WHEN %(succeeded)s::boolean
@@ -131,6 +143,10 @@ WITH fence AS (
            lease_owner = NULL, lease_expires_at = NULL, run_after = now()
      WHERE id = %(id)s AND lease_epoch = %(epoch)s
  RETURNING id
+), last_step AS (
+    UPDATE operation_steps AS s SET status = 'succeeded', finished_at = now(), error = NULL
+      FROM fence
+     WHERE s.operation_id = %(operation_id)s AND s.name = %(step)s::text
 ), ended AS (
     UPDATE activation_operations AS o
        SET status = %(status)s, error = %(error)s::jsonb, completed_at = now()
@@ -194,28 +210,32 @@ class OperationStore:
         error: dict[str, Any] | None = None,
         activation_values: Mapping[str, Any] | None = None,
         events: EventRows = (),
-    ) -> None:
-        values = dict(activation_values or {})
-        if not values.keys() <= _OPERATION_VALUES:
-            raise ValueError(f"an operation's step may set only {sorted(_OPERATION_VALUES)}, not {sorted(values)}")
+        start_next: str | None = None,
+    ) -> int | None:
         status = StepStatus.SUCCEEDED if succeeded else StepStatus.FAILED
-        data: dict[str, Any] = {"status": status.value, "operationId": str(operation_id)}
-        if error is not None:
-            data["error"] = error
-        rows = [*events, {"type": "step", "step": step, "data": data}]
+        rows = [*events, _step_event(operation_id, step, status, error)]
         params = {
             **_fence(lease),
             "operation_id": operation_id,
             "step": step,
+            "next_step": start_next if succeeded else None,
             "status": status.value,
             "error": Jsonb(error) if error is not None else None,
-            "values": Jsonb(values),
+            "values": Jsonb(_step_values(activation_values)),
             "events": event_rows(rows),
         }
-        await self._fenced(FINISH_OPERATION_STEP, params, lease)
+        row = await self._fenced(FINISH_OPERATION_STEP, params, lease)
+        return int(row["next_attempts"]) if row["next_attempts"] is not None else None
 
     async def finish_operation(
-        self, lease: Lease, operation: Operation, *, error: dict[str, Any] | None, events: EventRows = ()
+        self,
+        lease: Lease,
+        operation: Operation,
+        *,
+        error: dict[str, Any] | None,
+        events: EventRows = (),
+        last_step: str | None = None,
+        activation_values: Mapping[str, Any] | None = None,
     ) -> None:
         status = OperationStatus.SUCCEEDED if error is None else OperationStatus.FAILED
         data: dict[str, Any] = {
@@ -226,11 +246,14 @@ class OperationStore:
         }
         if error is not None:
             data["error"] = error
-        rows = [*events, {"type": "operation", "step": None, "data": data}]
+        step_rows = [_step_event(operation.id, last_step, StepStatus.SUCCEEDED, None)] if last_step else []
+        rows = [*events, *step_rows, {"type": "operation", "step": None, "data": data}]
         params = {
             **_fence(lease),
             "operation_id": operation.id,
             "succeeded": error is None,
+            "step": last_step if error is None else None,
+            "values": Jsonb(_step_values(activation_values if error is None else None)),
             "status": status.value,
             "revision": operation.revision,
             "error": Jsonb(error) if error is not None else None,
@@ -247,6 +270,20 @@ class OperationStore:
         if row is None:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
         return row
+
+
+def _step_values(activation_values: Mapping[str, Any] | None) -> dict[str, Any]:
+    values = dict(activation_values or {})
+    if not values.keys() <= _OPERATION_VALUES:
+        raise ValueError(f"an operation's step may set only {sorted(_OPERATION_VALUES)}, not {sorted(values)}")
+    return values
+
+
+def _step_event(operation_id: uuid.UUID, step: str, status: StepStatus, error: dict[str, Any] | None) -> dict[str, Any]:
+    data: dict[str, Any] = {"status": status.value, "operationId": str(operation_id)}
+    if error is not None:
+        data["error"] = error
+    return {"type": "step", "step": step, "data": data}
 
 
 def _fence(lease: Lease) -> dict[str, Any]:
