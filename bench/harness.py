@@ -176,6 +176,9 @@ def start_gateway(
         "DEV_MODE": "true",
         "SECRETS_KEY": Fernet.generate_key().decode(),
         "AUTO_MIGRATE": "true",
+        # One sandbox holds every activation of the run, far past Adobe's 100: the check still runs
+        # (its cost is measured), it never binds.
+        "DATAFLOW_LIMIT_PER_SANDBOX": "1000000",
         **extra_env,
     }
     serve = [str(BIN / "activation-gateway"), "serve", "--port", str(port)] + (["--no-worker"] if workers else [])

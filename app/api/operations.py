@@ -101,16 +101,14 @@ async def answer(
     wait: float | None,
 ) -> Response:
     """The activation after the mutation; with `Prefer: wait`, once its operation has ended (200)."""
-    activation = await repository.get(activation_id, client_id=client)
-    if activation is None:
-        raise ProblemError(404, "not-found", "Not found", f"no activation {activation_id}")
     status_code = outcome.status_code
     if wait is not None and outcome.operation_id is not None and status_code == 202:
+        # Only the operation is read while waiting; the activation once, for the answer.
         deadline = time.monotonic() + wait
         with watcher.watch(activation_id) as changed:
             while True:
                 changed.clear()
-                operation = await service.get_operation(activation, outcome.operation_id)
+                operation = await service.get_queued_operation(activation_id, outcome.operation_id)
                 remaining = deadline - time.monotonic()
                 ended = operation is not None and operation.status in (
                     OperationStatus.SUCCEEDED,
@@ -120,10 +118,11 @@ async def answer(
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), min(_WAIT_POLL_SECONDS, remaining))
-                activation = await repository.get(activation_id, client_id=client) or activation
-        activation = await repository.get(activation_id, client_id=client) or activation
         if ended:
             status_code = 200
+    activation = await repository.get(activation_id, client_id=client)
+    if activation is None:
+        raise ProblemError(404, "not-found", "Not found", f"no activation {activation_id}")
     response = activation_response(
         activation, status_code, operation_id=outcome.operation_id, replayed=outcome.replayed
     )

@@ -252,6 +252,10 @@ class OperationService:
         page.append(create_operation(activation))
         return page, None
 
+    async def get_queued_operation(self, activation_id: uuid.UUID, operation_id: uuid.UUID) -> Operation | None:
+        """An operation of the queue (any but the create), read alone: what `Prefer: wait` polls."""
+        return await self._queue.get_operation(activation_id, operation_id)
+
     async def get_operation(self, activation: Activation, operation_id: uuid.UUID) -> Operation | None:
         if operation_id == activation.id:
             return create_operation(activation)
