@@ -1,5 +1,5 @@
-"""The admin API at ``/_emulator``: faults, latency, late commits, token expiry, state, history and reset.
-No auth, but no secret either: resources and the request history are masked."""
+"""The admin API at ``/_emulator``: faults, latency, late commits, token expiry, state, history, out-of-band
+flow edits and reset. No auth, but no secret either: resources and the request history are masked."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .config import ADMIN_PATH
+from .config import ADMIN_PATH, DEFAULT_SANDBOX
 from .faults import FaultRule, LatencyRule
 from .flowservice import emulator_state
+from .ui_edits import UI_PERSON, EditRefused, FlowEdit, SegmentChange
 
 JsonObject = dict[str, Any]
 # Any JSON value but null, which stands for "no body given".
@@ -87,11 +88,59 @@ class ContainingIn(BaseModel):
     value: str = Field(min_length=1)
 
 
-class FlowEditIn(BaseModel):
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class AudienceIn(BaseModel):
+    """A segment selector's ``value``: an ``id`` and any other field of it, which override the defaults."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: NonEmpty
+
+
+class AudienceChangeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    sandbox: str = Field(default="prod", min_length=1)
-    patch: list[JsonObject] = Field(min_length=1)
+    id: NonEmpty
+    set: JsonObject = Field(min_length=1)
+
+
+class FlowEditIn(BaseModel):
+    """A person's edit of a flow in Adobe's UI (see :mod:`.ui_edits`); everything given is saved at once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sandbox: NonEmpty = DEFAULT_SANDBOX
+    person: NonEmpty = UI_PERSON
+    name: NonEmpty | None = None
+    addSegments: list[AudienceIn] = []
+    removeSegments: list[NonEmpty] = []
+    changeSegments: list[AudienceChangeIn] = []
+    addAttributes: list[NonEmpty] = []
+    removeAttributes: list[NonEmpty] = []
+    patch: list[JsonObject] = []
+    state: Literal["enabled", "disabled"] | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> FlowEditIn:
+        lists = (self.addSegments, self.removeSegments, self.changeSegments, self.addAttributes, self.removeAttributes)
+        if self.name is None and self.state is None and not self.patch and not any(lists):
+            raise ValueError("an edit changes something: give name, a segment or attribute change, patch or state")
+        return self
+
+    def to_edit(self) -> FlowEdit:
+        return FlowEdit(
+            person=self.person,
+            name=self.name,
+            add_segments=[audience.model_dump() for audience in self.addSegments],
+            remove_segments=self.removeSegments,
+            change_segments=[SegmentChange(change.id, change.set) for change in self.changeSegments],
+            add_attributes=self.addAttributes,
+            remove_attributes=self.removeAttributes,
+            patch=self.patch,
+            state=self.state,
+        )
 
 
 def build_router() -> APIRouter:
@@ -186,9 +235,13 @@ def build_router() -> APIRouter:
 
     @router.post("/flows/{flow_id}/edit")
     async def edit_flow(flow_id: str, edit: FlowEditIn, request: Request) -> JsonObject:
-        """Edit a flow out of band, as a person in Adobe's UI would (a JSON Patch: add, remove or
-        change selectors, rename): the flow as it then is, masked."""
-        return emulator_state(request).service.edit_flow_as_person(edit.sandbox, flow_id, edit.patch)
+        """Edit a flow out of band, as a person in Adobe's UI would: the flow as it then is, masked. What
+        Flow Service refuses answers its error; an edit the UI would not offer (an audience the flow does
+        not hold) answers 409."""
+        try:
+            return emulator_state(request).service.edit_flow_as_person(edit.sandbox, flow_id, edit.to_edit())
+        except EditRefused as exc:
+            raise HTTPException(409, str(exc)) from None
 
     @router.post("/reset", status_code=204)
     async def reset(request: Request) -> Response:

@@ -31,15 +31,20 @@ class IssuedToken:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling and where: the identity every Flow Service handler works with."""
+    """Who is calling and where: the identity every Flow Service handler works with.
+
+    ``person`` is set for a person signed in to Adobe's UI (the admin API's out-of-band edits): they act
+    as themselves, where server-to-server credentials act as a technical account."""
 
     client_id: str
     org_id: str
     sandbox: str
+    person: str | None = None
 
     @property
     def user(self) -> str:
-        return _technical_account(self.client_id)
+        """What ``createdBy``/``updatedBy`` show for this caller."""
+        return self.person if self.person is not None else _technical_account(self.client_id)
 
     @property
     def sandbox_id(self) -> str:

@@ -4,7 +4,8 @@ Three families exist (flow-service.md Part 2 §6.1):
 
 * Flow Service errors (current format): ``type`` URI ``https://ns.adobe.com/aep/errors/FLOW-<code>-<status>``,
   ``title``, ``status``, ``report`` and the legacy ``errorMessage``/``errorDetails`` pair, which the Dest spec
-  examples still show and older clients read.
+  examples still show and older clients read. Only that pair (the reduced form of the Dest spec examples)
+  answers a missing field, whose 422 has no catalog code (:func:`missing_field`).
 * Adobe I/O gateway errors, produced before the request reaches Flow Service:
   ``{"error_code": "401013", "message": "..."}`` (``error_code`` as a string, as troubleshooting.md shows it).
 * IMS OAuth errors: ``{"error": "invalid_client", "error_description": "..."}`` (RFC 6749 §5.2; Adobe
@@ -28,8 +29,10 @@ ERROR_TYPE_PREFIX = "https://ns.adobe.com/aep/errors/FLOW-"
 class FlowCode(Enum):
     """Flow Service catalog codes (help/sources/errors/flow-service-errors.md) as (code, status, title).
 
-    Every code is the catalog's; where Adobe's documents give a different status for a case (a missing
-    field: 422), the status follows them and the code stays the catalog's.
+    Every code is the catalog's, with the catalog's status: the ``type`` URI ``FLOW-<code>-<status>``
+    names a pair the catalog lists (1439 is the one the catalog itself contradicts, see below). A case
+    Adobe documents with a status that no catalog code has (a missing field: 422) carries no code at all
+    (:func:`missing_field`).
     """
 
     NOT_ENTITLED = ("1100", 400, "Bad Request")
@@ -40,9 +43,6 @@ class FlowCode(Enum):
     IF_MATCH_MISSING = ("1403", 400, "Bad Request")
     VERSION_MISMATCH = ("1404", 412, "Precondition Failed")
     BODY_EMPTY = ("1405", 400, "Bad Request")
-    # The catalog's code for a body that fails validation ("e.g. missing field") is 1455; for a missing
-    # field the Dest spec documents the status 422, so that case keeps it.
-    MISSING_FIELD = ("1455", 422, "Unprocessable Entity")
     STATE_NOT_ALLOWED = ("1410", 400, "Bad Request")
     INVALID_SPEC = ("1413", 400, "Bad Request")
     SPEC_NOT_UPDATABLE = ("1414", 400, "Bad Request")
@@ -50,11 +50,14 @@ class FlowCode(Enum):
     BASE_CONNECTION_IN_USE = ("1418", 400, "Bad Request")
     BAD_ORDERBY = ("1432", 400, "Bad Request")
     BAD_PATCH_OP = ("1434", 400, "Bad Request")
+    # The catalog's table lists 1439 as -400, but its labels.md example answers FLOW-1439-404 with a 404.
     NOT_FOUND = ("1439", 404, "Resource not found")
     BAD_FILTER_OPERATOR = ("1440", 400, "Bad Request")
     BAD_QUERY_PARAM = ("1454", 400, "Bad Request")
+    # "Patch instruction validation failed (e.g. missing field)": the catalog's only code for a body that
+    # fails validation, so a create body's invalid field (and a body that is not JSON) answers it too.
     PATCH_INVALID = ("1455", 400, "Bad Request")
-    INVALID_FIELD = ("1455", 400, "Bad Request")  # the same catalog case as PATCH_INVALID, named for bodies
+    INVALID_FIELD = ("1455", 400, "Bad Request")  # an alias of PATCH_INVALID (same value), named for bodies
     ORG_NOT_ALLOWED = ("2000", 401, "Unauthorized")
 
     @property
@@ -112,6 +115,18 @@ def flow_error(
 def not_found(kind: str, resource_id: str) -> ApiError:
     message = f"The requested {kind} resource {resource_id} is not found. Verify the resource ID before trying again."
     return flow_error(FlowCode.NOT_FOUND, message, report={"id": resource_id, "type": kind})
+
+
+def missing_field(message: str) -> ApiError:
+    """A required field missing from a create body: 422, as the Dest spec documents it ("connectionSpec.version
+    'version' is required", x-summary "Missing required field") for POST ``/connections``,
+    ``/sourceConnections`` and ``/targetConnections``.
+
+    Adobe documents neither a code nor a body for it, and no catalog code has the status 422 (1455, "e.g.
+    missing field", is a 400): so the body is the reduced form of the Dest spec's error examples, the
+    ``errorMessage``/``errorDetails`` pair, with no ``type`` that would claim a code.
+    """
+    return ApiError(422, {"errorMessage": message, "errorDetails": message})
 
 
 def generic_error(status: int) -> ApiError:

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import jsonpatch
 
-from . import validation
+from . import ui_edits, validation
 from .auth import Caller
 from .catalog import PROFILE_STORE, PROFILE_TYPE_INFO, Catalog
 from .errors import ApiError, FlowCode, flow_error, not_found
@@ -22,10 +22,6 @@ from .filters import Page, next_href, paginate, parse_query
 from .jsoncopy import json_copy
 from .masking import mask_resource
 from .store import KINDS, ResourceStore, new_etag
-
-# Who edits a flow out of band (the admin API's stand-in for a person in Adobe's UI).
-UI_CLIENT_ID: Final = "exc_app"
-UI_PERSON: Final = "marketing.ops@example.com"
 
 JsonObject = dict[str, Any]
 
@@ -175,16 +171,23 @@ class ResourceService:
         self.store.replace(kind, caller.sandbox, patched)
         return patched
 
-    def edit_flow_as_person(self, sandbox: str, flow_id: str, operations: Any) -> JsonObject:
-        """An out-of-band edit, as a person makes one in Adobe's UI: the same validation, enrichment
-        and ``lastOperation`` as a PATCH, applied to the flow as it is now (the UI holds the current
-        etag), by a person rather than a technical account; the etag moves."""
-        caller = Caller(client_id=UI_CLIENT_ID, org_id="", sandbox=sandbox)
-        current = self._require("flows", caller, flow_id)
-        patched = self.patch("flows", caller, flow_id, current["etag"], operations)
-        patched["updatedBy"] = UI_PERSON
-        self.store.replace("flows", sandbox, patched)
-        return self._present(patched)
+    def edit_flow_as_person(self, sandbox: str, flow_id: str, edit: ui_edits.FlowEdit) -> JsonObject:
+        """An out-of-band edit, as a person saves one in Adobe's UI (:mod:`.ui_edits`): one PATCH of the flow
+        as it is now (the UI holds its current etag), then the flow action if the state is to change, through
+        the API's own code paths (validation, enrichment, ``lastOperation``, a new etag at each step), by that
+        person rather than a technical account. Raises :class:`~.ui_edits.EditRefused` for an edit the UI
+        would not offer. The flow as it then is, masked."""
+        current = self.store.get("flows", sandbox, flow_id)
+        if current is None:
+            raise not_found("flows", flow_id)
+        caller = Caller(ui_edits.UI_CLIENT_ID, str(current.get("imsOrgId", "")), sandbox, person=edit.person)
+        flow = current
+        operations = ui_edits.patch_operations(current, edit)
+        if operations:
+            flow = self.patch("flows", caller, flow_id, current["etag"], operations)
+        if edit.state is not None and edit.state != flow.get("state"):
+            flow = self.flow_action(caller, flow_id, ui_edits.STATE_ACTIONS[edit.state])
+        return self._present(flow)
 
     def delete(self, kind: str, caller: Caller, resource_id: str) -> None:
         self._require(kind, caller, resource_id)
@@ -318,8 +321,13 @@ class ResourceService:
 
 def _parse_patch(kind: str, body: Any) -> list[JsonObject]:
     """Normalise a JSON Patch: ``op`` case-insensitive, ``value`` required even for ``remove`` (both specs)."""
-    # Both official documents describe a base-connection PATCH body as a single instruction object, and
-    # every other PATCH body (flows, source and target connections) as an array of them.
+    # A flow's PATCH body is an array of instructions in both documents (destinations.yaml Patch_Flow_Request,
+    # flow-service.yaml "type: array"), and so is a source or target connection's in flow-service.yaml, the
+    # only one with those PATCHes: a bare instruction object is refused. A base connection's is the one
+    # exception: both documents'
+    # schemas are a single instruction object (destinations.yaml PatchConnectionItem, flow-service.yaml
+    # PatchInstruction) while destinations.yaml's own examples and Adobe's guides send an array, so both
+    # forms are accepted there.
     instructions = [body] if isinstance(body, dict) and kind == "connections" else body
     if not isinstance(instructions, list) or not instructions:
         raise flow_error(FlowCode.PATCH_INVALID, "The request body must be a non-empty array of patch instructions.")

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from . import schema_check
 from .catalog import DATA_LAKE, PROFILE_STORE, SPEC_VERSION, Catalog
-from .errors import ApiError, FlowCode, flow_error
+from .errors import ApiError, FlowCode, flow_error, missing_field
 
 JsonObject = dict[str, Any]
 Lookup = Callable[[str, str], JsonObject | None]  # (kind, id) -> stored document in the caller's sandbox
@@ -35,12 +35,13 @@ INVALID_SPEC_MESSAGE: Final = "Please provide a valid spec id"
 
 
 def require(body: JsonObject, *names: str, where: str = "") -> None:
-    """Missing required fields give 422, as the Dest spec documents for a missing connectionSpec.version."""
+    """Missing required fields give 422, as the Dest spec documents for a missing connectionSpec.version
+    (:func:`~flowservice_emulator.errors.missing_field`); after a PATCH they become 1455-400."""
     for name in names:
         value = body.get(name)
         if value is None or value == "":
             label = f"{where}.{name}" if where else name
-            raise flow_error(FlowCode.MISSING_FIELD, f"Required field '{label}' is missing.")
+            raise missing_field(f"Required field '{label}' is missing.")
 
 
 def invalid(message: str) -> ApiError:
@@ -79,10 +80,9 @@ def check_connection(body: JsonObject, catalog: Catalog) -> JsonObject:
     auth = body.get("auth")
     if auth is None:
         if auth_specs:
-            raise flow_error(
-                FlowCode.MISSING_FIELD,
+            raise missing_field(
                 f"Required field 'auth' is missing: connection spec '{spec['name']}' needs one of "
-                f"the auth specs {[a['name'] for a in auth_specs]}.",
+                f"the auth specs {[a['name'] for a in auth_specs]}."
             )
         return spec
     if not isinstance(auth, dict):

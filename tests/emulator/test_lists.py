@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import copy
+import json
+import uuid
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from flowservice_emulator import EmulatorServer
 from flowservice_emulator.catalog import ADOBE_CAMPAIGN, PROFILE_STORE
+from flowservice_emulator.config import EmulatorConfig
 
-from .conftest import Api, campaign_s3_body, create_chain, flow_error_code, profile_base_body
+from .conftest import Api, campaign_s3_body, create_chain, flow_error_code, issue_token, profile_base_body
+
+# How the gateway counts a sandbox's destination dataflows (flow-service.md Part 2 §2.3, §4.6).
+DESTINATION_FLOWS = "inheritedAttributes.properties.isDestinationFlow==true"
 
 
 def _names(response: Any) -> list[str]:
@@ -118,3 +128,50 @@ def test_count(api: Api) -> None:
         api.create("connections", profile_base_body(f"n{i}"))
     assert api.get("/connections", {"count": "true"}).json() == {"count": 3}
     assert api.get("/connections", {"count": "true", "property": "name==n1"}).json() == {"count": 1}
+
+
+def _all_pages(api: Api, params: dict[str, str]) -> tuple[list[str], int]:
+    """Every id of a listing, following ``_links.next.href`` alone, and the number of pages."""
+    body = api.get("/flows", params).json()
+    ids, pages = [item["id"] for item in body["items"]], 1
+    while "_links" in body:
+        body = api.get(body["_links"]["next"]["href"]).json()
+        ids += [item["id"] for item in body["items"]]
+        pages += 1
+    return ids, pages
+
+
+def test_a_sandboxs_destination_flows_are_counted_and_paged(api: Api) -> None:
+    chain = create_chain(api)
+    first = api.get(f"/flows/{chain.flow}").json()["items"][0]
+    template = {k: first[k] for k in ("flowSpec", "sourceConnectionIds", "targetConnectionIds", "transformations")}
+    created = {chain.flow} | {api.create("flows", {**template, "name": f"flow-{i:03}"})["id"] for i in range(104)}
+    create_chain(api.in_sandbox("dev"))  # another sandbox's flows are not this one's
+    assert api.get("/flows", {"property": DESTINATION_FLOWS, "count": "true"}).json() == {"count": 105}
+    ids, pages = _all_pages(api, {"property": DESTINATION_FLOWS, "limit": "100"})
+    assert pages == 2
+    assert len(ids) == len(set(ids)) == 105 and set(ids) == created
+    assert api.in_sandbox("dev").get("/flows", {"property": DESTINATION_FLOWS, "count": "true"}).json() == {"count": 1}
+
+
+def test_the_destination_flow_filter_leaves_other_flows_out(tmp_path: Path) -> None:
+    state = tmp_path / "emulator-state.json"
+    with EmulatorServer(EmulatorConfig(state_file=state)) as server, httpx.Client(base_url=server.url) as http:
+        api = Api(http, issue_token(http))
+        destination = create_chain(api).flow
+        ingestion_spec = api.get("/flowSpecs", {"property": "name==CloudStorageToAEP"}).json()["items"][0]["id"]
+    # A source (ingestion) dataflow: the emulator's API cannot create one, so it is written into the state
+    # file, as a copy of the destination flow with the flow spec and the inherited property of a source flow.
+    document = json.loads(state.read_text(encoding="utf-8"))
+    ingestion = copy.deepcopy(document["resources"]["flows"]["prod"][0])
+    ingestion |= {"id": str(uuid.uuid4()), "name": "ingestion", "flowSpec": {"id": ingestion_spec, "version": "1.0"}}
+    ingestion["inheritedAttributes"]["properties"]["isDestinationFlow"] = False
+    document["resources"]["flows"]["prod"].append(ingestion)
+    state.write_text(json.dumps(document), encoding="utf-8")
+    with EmulatorServer(EmulatorConfig(state_file=state)) as server, httpx.Client(base_url=server.url) as http:
+        api = Api(http, issue_token(http))
+        assert {flow["id"] for flow in api.get("/flows").json()["items"]} == {destination, ingestion["id"]}
+        assert _all_pages(api, {"property": DESTINATION_FLOWS, "limit": "1"}) == ([destination], 1)
+        assert api.get("/flows", {"property": DESTINATION_FLOWS, "count": "true"}).json() == {"count": 1}
+        others = api.get("/flows", {"property": "inheritedAttributes.properties.isDestinationFlow==false"})
+        assert [flow["id"] for flow in others.json()["items"]] == [ingestion["id"]]
