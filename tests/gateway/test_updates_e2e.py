@@ -299,3 +299,24 @@ def person_in_adobe_ui(emulator: EmulatorServer) -> Api:
     http = httpx.Client(base_url=emulator.url, timeout=10)
     token = issue_token(http, ADOBE_CLIENT_ID, ADOBE_CLIENT_SECRET)
     return Api(http, token, client_id=ADOBE_CLIENT_ID, extra={"x-gw-ims-org-id": ADOBE_ORG_ID})
+
+
+def test_an_update_converges_after_the_emulators_ui_edit(gateway: GatewayProcess, emulator: EmulatorServer) -> None:
+    """The same through the emulator's stand-in for Adobe's UI: audiences and attributes removed,
+    added and changed by a person; an update of the name alone restores the lists too, since it
+    makes the flow hold the whole desired state."""
+    client = gateway.client()
+    start = live(gateway)
+    kept, dropped = start["segments"]
+    edit = {
+        "removeSegments": [dropped["id"]],
+        "addSegments": [{"id": "their-audience", "name": "Theirs"}],
+        "changeSegments": [{"id": kept["id"], "set": {"schedule.frequency": "WEEKLY"}}],
+        "removeAttributes": [start["attributes"][0]],
+        "addAttributes": ["person.gender"],
+    }
+    response = httpx.post(f"{emulator.url}/_emulator/flows/{start['flow']['id']}/edit", json=edit)
+    assert response.status_code == 200, response.text
+    after = applied(client, patch(client, start["id"], {"name": "Spring newsletter, edited"}), start["id"])
+    assert_flow_is(emulator, after)
+    assert "their-audience" not in flow_selectors(emulator, start["flow"]["id"])[0]
