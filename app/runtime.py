@@ -40,6 +40,7 @@ from app.domain.worker import Worker
 from app.domain.workflows import WORKFLOWS, OperationKind
 from app.metrics import Metrics
 from app.services.activations import ActivationService
+from app.services.dataflows import DataflowLimit
 from app.services.operations import OperationService
 from app.settings import Settings
 
@@ -263,6 +264,12 @@ class Runtime:
             self.notifications,
             self.cipher,
             create_workflow=WORKFLOWS.current(OperationKind.CREATE),
+            dataflows=DataflowLimit(
+                self.flow_service,
+                self.intake.creates_without_flow,
+                limit=settings.dataflow_limit_per_sandbox,
+                ttl=settings.dataflow_count_ttl_seconds,
+            ),
             default_sandbox=settings.adobe_sandbox,
             sandboxes=settings.sandboxes,
             sftp_hosts=settings.sftp_host_allow_list,

@@ -50,6 +50,18 @@ class Settings(BaseSettings):
             " new activation is accepted unchecked and its saga resolves the destination."
         ),
     )
+    dataflow_limit_per_sandbox: int = Field(
+        default=100,
+        ge=0,
+        description=(
+            "Adobe's limit of destination dataflows per sandbox: a create that would exceed it answers 409"
+            " (dataflow-limit-reached), counted from the sandbox's destination flows and the creates under way;"
+            " 0 turns the check off."
+        ),
+    )
+    dataflow_count_ttl_seconds: float = Field(
+        default=30.0, ge=0, description="How long a sandbox's dataflow count is reused before it is read again."
+    )
     sftp_allowed_hosts: str = Field(
         default="",
         description=(

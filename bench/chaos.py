@@ -225,6 +225,8 @@ class Chaos:
             "RETRY_AFTER_MAX_SECONDS": "1",
             "SHUTDOWN_DELAY_SECONDS": "0",
             "LOG_LEVEL": "WARNING",
+            # The soak creates activations in one sandbox for as long as it runs, far past Adobe's 100.
+            "DATAFLOW_LIMIT_PER_SANDBOX": "0",
         }
         self.processes: list[GatewayProcess] = []
         self.paused: set[int] = set()  # pids between SIGSTOP and SIGCONT

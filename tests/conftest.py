@@ -99,6 +99,9 @@ def gateway_env(database_url: str, emulator: EmulatorServer, **overrides: str) -
         "LOG_LEVEL": "DEBUG",
         # Several processes share the test server (max_connections 100 by default).
         "DATABASE_POOL_SIZE": "4",
+        # Many tests create far more than Adobe's 100 dataflows in one sandbox; test_dataflow_limit.py
+        # sets its own limit.
+        "DATAFLOW_LIMIT_PER_SANDBOX": "0",
     }
     env.update(overrides)
     return env

@@ -1,4 +1,4 @@
-"""/activations: create (idempotent), read, list, events and rollback."""
+"""/activations: create (idempotent) and its dry run, read, list, events and rollback."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pydantic import SecretStr, ValidationError
 from app.domain.lifecycle import ActivationStatus
 from app.domain.model import Activation
 from app.domain.paging import decode_cursor
+from app.domain.plans import ACTIVATION_ID
 from app.services.activations import CreateCommand
 from app.services.operations import etag_of
 
@@ -25,6 +26,7 @@ from .schemas import (
     ActivationList,
     ActivationOut,
     ActivationRequest,
+    DryRunOut,
     EventList,
 )
 from .views import activation_view, event_view
@@ -121,12 +123,31 @@ def _no_constants(name: str) -> Any:
         "Accepts an activation and runs its saga in the background. Requires an `Idempotency-Key`: "
         "repeating a request with the same key and body returns the same activation with "
         "`Idempotent-Replayed: true` and never starts a second saga. With `Prefer: wait=N` (N ≤ 60) "
-        "the response waits for a terminal status and is then `200`."
+        "the response waits for a terminal status and is then `200`. A create that would exceed Adobe's "
+        "dataflow limit of the sandbox (`DATAFLOW_LIMIT_PER_SANDBOX`) answers `409` "
+        "`dataflow-limit-reached`: change an existing activation in place instead. With `?dryRun=true`: "
+        "validated the same way (the destination catalog and the limit included), `200` with the activation "
+        "it would become and the upstream calls that would write, in order, secrets masked (`***`) and ids "
+        "not created yet as placeholders (`{activation_id}`, `{create_flow}`, …); nothing is written, no "
+        "`Idempotency-Key` needed."
     ),
     status_code=202,
     response_model=ActivationOut,
     responses={
-        200: {"model": ActivationOut, "description": "Terminal status reached within `Prefer: wait`."},
+        200: {
+            "description": "Terminal status reached within `Prefer: wait`; or the dry run's answer "
+            "(`DryRunOut`, with `?dryRun=true`).",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/ActivationOut"},
+                            {"$ref": "#/components/schemas/DryRunOut"},
+                        ]
+                    }
+                }
+            },
+        },
         202: {"model": ActivationOut, "description": "Accepted; poll the `Location`."},
         **problem_responses(400, 401, 409, 413, 415, 422, 503),
     },
@@ -143,11 +164,30 @@ async def create_activation(
     service: Activations,
     idempotency_key: Annotated[
         str | None,
-        Header(alias="Idempotency-Key", description="1 to 255 visible ASCII characters; required."),
+        Header(alias="Idempotency-Key", description="1 to 255 visible ASCII characters; required (not for a dry run)."),
     ] = None,
     prefer: Annotated[str | None, Header(alias="Prefer", description="`wait=N`, N ≤ 60 seconds.")] = None,
+    dry_run: Annotated[bool, Query(alias="dryRun", description="Plan only: write nothing.")] = False,
 ) -> Response:
+    if dry_run:
+        command = await _create_command(request, client, key="", service=service)
+        would_be, plan = await service.plan(command)
+        # The activation does not exist: its id is the placeholder the plan's resource names carry.
+        view = activation_view(would_be).model_copy(update={"id": ACTIVATION_ID})
+        answer_body = DryRunOut.model_validate({"activation": view, "plan": plan})
+        return JSONResponse(answer_body.model_dump(mode="json"), status_code=200)
     key = parse_idempotency_key(idempotency_key)
+    command = await _create_command(request, client, key=key, service=service)
+    wait = parse_prefer_wait(prefer)
+    answer = await service.create(dataclasses.replace(command, wait=wait))
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+    if answer.waited is not None:
+        headers["Preference-Applied"] = f"wait={int(answer.waited)}"
+    return _activation_response(answer.activation, answer.status_code, headers)
+
+
+async def _create_command(request: Request, client: str, *, key: str, service: ActivationService) -> CreateCommand:
+    """The body, validated by its own rules and then by those that depend on settings (422)."""
     document = await _read_json_body(request)
     try:
         body = ActivationRequest.model_validate(document)
@@ -178,12 +218,7 @@ async def create_activation(
             f"{len(refused)} field(s) failed validation",
             errors=[FieldError(path=path, message=message) for path, message in refused],
         )
-    wait = parse_prefer_wait(prefer)
-    answer = await service.create(dataclasses.replace(command, wait=wait))
-    headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
-    if answer.waited is not None:
-        headers["Preference-Applied"] = f"wait={int(answer.waited)}"
-    return _activation_response(answer.activation, answer.status_code, headers)
+    return command
 
 
 async def _load(repository: ActivationRepository, client: str, activation_id: str) -> Activation:

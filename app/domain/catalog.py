@@ -298,6 +298,24 @@ class DestinationCheck:
             return None
         return check_choice(destinations, destination=destination, storage_type=storage_type, sftp_auth=sftp_auth)
 
+    async def resolution(
+        self, *, destination: str, storage_type: str, sftp_auth: str | None
+    ) -> ResolvedDestination | Refusal:
+        """What the saga's first step would resolve this request to, or why the catalog cannot take
+        it (the dry run of a create plans with it). Unlike :meth:`refusal` there is no accepting
+        unchecked: CatalogUnavailable when the catalog cannot be read in time."""
+        destinations = await self.listing()  # bounded by the timeout; both spec lists are cached after it
+        refused = check_choice(destinations, destination=destination, storage_type=storage_type, sftp_auth=sftp_auth)
+        if refused is not None:
+            return refused
+        kind = storage_type if sftp_auth is None else _KIND_BY_SFTP_AUTH[sftp_auth]
+        return await self._catalog.resolve(
+            self._client, destination=destination, storage_kind=kind, sandbox=self._sandbox
+        )
+
+
+_KIND_BY_SFTP_AUTH = {auth: kind for kind, auth in SFTP_AUTH_BY_KIND.items()}
+
 
 def _consume_error(task: asyncio.Task[list[Destination]]) -> None:
     # A read that nobody awaits any more (its callers timed out) must not log "exception never retrieved".

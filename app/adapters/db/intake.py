@@ -53,6 +53,13 @@ UPDATE idempotency_keys SET response_status = %(status)s
  WHERE client_id = %(client_id)s AND key = %(key)s AND response_status IS NULL
 """
 
+# Creates accepted in a sandbox whose dataflow does not exist upstream yet: with the sandbox's
+# destination flows, what Adobe's dataflow limit is counted from (services/activations.py).
+_CREATES_WITHOUT_FLOW = """
+SELECT count(*) AS creates FROM activations
+ WHERE sandbox = %(sandbox)s AND status IN ('pending', 'running') AND flow_id IS NULL
+"""
+
 _EXISTING_KEY = """
 SELECT activation_id, request_fingerprint, response_status, created_at
   FROM idempotency_keys WHERE client_id = %(client_id)s AND key = %(key)s
@@ -126,6 +133,11 @@ class ActivationIntake:
     async def record_response_status(self, client_id: str, key: str, status: int) -> None:
         """The answer a `Prefer: wait` request gave: replays of its key give the same."""
         await self._db.execute(_RESPONSE_STATUS, {"client_id": client_id, "key": key, "status": status})
+
+    async def creates_without_flow(self, sandbox: str) -> int:
+        """Activations of ``sandbox`` under way whose dataflow is not created yet."""
+        row = await self._db.fetchone(_CREATES_WITHOUT_FLOW, {"sandbox": sandbox})
+        return int(row["creates"]) if row is not None else 0
 
     async def current(self, activation_id: uuid.UUID) -> Activation | None:
         """The activation with its steps, in one round trip (the `Prefer: wait` answer)."""
