@@ -193,15 +193,6 @@ def _run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
                 "load": load_average(),
             }
 
-            # Before the create bursts: the emulator's request history (bounded) still holds every
-            # call, and the updates are measured on an (almost) empty queue, as the creates are.
-            results["updateLatency"] = _update_latency(args, base_url, database_url)
-            done += results["updateLatency"].pop("created")
-            results["updateThroughput"] = _update_throughput(
-                args, base_url, database_url, emulator_url, gateway, emulator
-            )
-            done += args.update_burst_activations
-
             _progress("query timings with (almost) no history")
             results["history"] = {"before": history.measure(database_url, base_url, args.query_rounds)}
 
@@ -245,6 +236,18 @@ def _run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
             accepted = len(latencies)  # a request that failed created nothing to wait for
             wait_for_batch(database_url, "accept", accepted, timeout=max(120.0, accepted * 0.5))
             done += accepted
+            if "lowKib" not in memory and done >= args.memory_low:
+                memory.update(lowAfter=done, lowKib=gateway.rss_kib())
+
+            # After the creates' figures, so that those are measured as they always were; the
+            # update burst reads the emulator's request history from its own start on, and the
+            # queue is empty again by now.
+            results["updateLatency"] = _update_latency(args, base_url, database_url)
+            done += results["updateLatency"].pop("created")
+            results["updateThroughput"] = _update_throughput(
+                args, base_url, database_url, emulator_url, gateway, emulator
+            )
+            done += args.update_burst_activations
             if "lowKib" not in memory and done >= args.memory_low:
                 memory.update(lowAfter=done, lowKib=gateway.rss_kib())
 
