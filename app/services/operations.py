@@ -26,7 +26,7 @@ from app.domain.workflows import OperationKind, Workflows
 from .problems import ServiceProblem
 
 if TYPE_CHECKING:
-    from app.adapters.db.operation_queue import OperationQueue, QueueTransaction
+    from app.adapters.db.operation_queue import LockedActivation, OperationQueue, QueueTransaction
     from app.adapters.db.repository import ActivationRepository
 
 # The state each flow-state operation reaches.
@@ -89,16 +89,9 @@ class OperationService:
         canonical = f"{kind.value}:{activation_id}".encode()
 
         async def decide(tx: QueueTransaction) -> MutationOutcome:
-            locked = await tx.lock()
-            if locked is None:
-                raise _not_found(activation_id)
-            replay = await self._replay(tx, key, canonical)
-            if replay is not None:
-                return replay
-            if not is_live(locked.status):
-                raise _not_live(locked.status.value, kind)
-            if not matches(if_match, locked.revision):
-                raise _stale(locked.revision)
+            locked = await self._admit(tx, kind, key, canonical, if_match)
+            if isinstance(locked, MutationOutcome):
+                return locked
             if locked.desired_state == target:
                 await tx.remember_key(key, self._fingerprint(canonical), None, 200)
                 return MutationOutcome(200, None)
@@ -133,16 +126,9 @@ class OperationService:
         canonical = b"update:" + str(activation_id).encode() + b":" + canonical
 
         async def decide(tx: QueueTransaction) -> MutationOutcome:
-            locked = await tx.lock()
-            if locked is None:
-                raise _not_found(activation_id)
-            replay = await self._replay(tx, key, canonical)
-            if replay is not None:
-                return replay
-            if not is_live(locked.status):
-                raise _not_live(locked.status.value, OperationKind.UPDATE)
-            if not matches(if_match, locked.revision):
-                raise _stale(locked.revision)
+            locked = await self._admit(tx, OperationKind.UPDATE, key, canonical, if_match)
+            if isinstance(locked, MutationOutcome):
+                return locked
             current = DesiredChange(locked.name, locked.segments, locked.attributes, locked.drift_policy)
             desired = change(current)
             if desired == current:
@@ -225,6 +211,23 @@ class OperationService:
 
         outcome: MutationOutcome = await self._queue.mutate(activation_id, client_id, decide)
         return outcome
+
+    async def _admit(
+        self, tx: QueueTransaction, kind: OperationKind, key: str, canonical: bytes, if_match: str | None
+    ) -> LockedActivation | MutationOutcome:
+        """What every change of a live activation checks first, under the row lock: it exists, a
+        used key answers its first answer again, the activation is live, If-Match is current."""
+        locked = await tx.lock()
+        if locked is None:
+            raise _not_found(tx.activation_id)
+        replay = await self._replay(tx, key, canonical)
+        if replay is not None:
+            return replay
+        if not is_live(locked.status):
+            raise _not_live(locked.status.value, kind)
+        if not matches(if_match, locked.revision):
+            raise _stale(locked.revision)
+        return locked
 
     async def _replay(self, tx: QueueTransaction, key: str, canonical: bytes) -> MutationOutcome | None:
         earlier = await tx.existing_key(key)
