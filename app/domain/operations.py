@@ -53,9 +53,10 @@ class OperationRunner:
         self._late_commit_window = late_commit_window
 
     async def run_next(self, lease: Lease, activation: Activation) -> None:
-        operation = await self._store.begin_operation(lease)
-        if operation is None:
+        begun = await self._store.begin_operation(lease, runnable=self._workflows.operation_keys())
+        if begun is None:
             return
+        operation = begun.operation
         definition = self._workflows.get(OperationKind(operation.kind), operation.workflow_version)
         if definition is None:
             reason = f"{operation.kind} workflow v{operation.workflow_version} is not in this build"
@@ -67,8 +68,9 @@ class OperationRunner:
             return
         started = time.monotonic()
         remaining = [step for step in definition.steps if operation.steps[step.name].status != StepStatus.SUCCEEDED]
-        # The attempt of the next step, started by the write that ended the step before it.
-        next_attempt: int | None = None
+        # The attempt of the next step, started by the write that began the operation or ended the
+        # step before it.
+        next_attempt = begun.first_attempt
         result_values: dict[str, Any] = {}
         for index, step in enumerate(remaining):
             state = operation.steps[step.name]
@@ -129,8 +131,9 @@ class OperationRunner:
 
     async def fail_current(self, lease: Lease, problem: dict[str, Any]) -> None:
         """End the operation in hand as failed (it kept crashing the run, see SagaRunner.record_crash)."""
-        operation = await self._store.begin_operation(lease)
-        if operation is not None:
+        begun = await self._store.begin_operation(lease)
+        if begun is not None:
+            operation = begun.operation
             await self._store.finish_operation(lease, operation, error=problem, events=take_calls(lease))
             self._observer.operation_finished(operation.kind, "failed", 0.0)
 

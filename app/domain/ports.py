@@ -5,7 +5,7 @@ pyproject.toml). Only the composition root (app/runtime.py) puts the two togethe
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -284,12 +284,20 @@ class Housekeeping(Protocol):
     async def reap_idempotency_keys(self) -> int: ...
 
 
+@dataclass(frozen=True, slots=True)
+class BegunOperation:
+    operation: Operation
+    # The attempt of its first unfinished step, started by the write that began it (None: not started).
+    first_attempt: int | None
+
+
 class OperationStore(Protocol):
     """The fenced reads and writes of an activation's operation queue (app/adapters/db/operation_store.py)."""
 
-    async def begin_operation(self, lease: Lease) -> Operation | None:
+    async def begin_operation(self, lease: Lease, *, runnable: Collection[str] = ()) -> BegunOperation | None:
         """The oldest unfinished operation of the leased activation, made running; None when the
-        queue is empty (the queue count is then set right)."""
+        queue is empty (the queue count is then set right). When its "kind:version" is in
+        ``runnable``, the attempt of its first unfinished step starts in the same write."""
         ...
 
     async def start_operation_step(self, lease: Lease, operation_id: uuid.UUID, step: str, *, events: EventRows) -> int:

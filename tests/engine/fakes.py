@@ -20,7 +20,7 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -41,6 +41,7 @@ from app.domain.model import Activation, DesiredChange, Lease, LeaseLost, Operat
 from app.domain.observer import NullSagaObserver
 from app.domain.operations import OperationRunner
 from app.domain.ports import (
+    BegunOperation,
     CallLog,
     Cipher,
     ClaimedLease,
@@ -484,7 +485,7 @@ class FakeStore:
         return row.activation.run_crashes, row.activation.status
 
     # ------------------------------------------------------------------ OperationStore
-    async def begin_operation(self, lease: Lease) -> Operation | None:
+    async def begin_operation(self, lease: Lease, *, runnable: Collection[str] = ()) -> BegunOperation | None:
         row = self._fence(lease)
         candidates = [
             o
@@ -510,7 +511,13 @@ class FakeStore:
                 "revision": operation.revision,
             }
             row.events.append(StoredEvent("operation", None, data, lease.epoch))
-        return copy.deepcopy(operation)
+        begun = copy.deepcopy(operation)  # like the statement's step_rows: read before the first step starts
+        first_attempt = None
+        if f"{operation.kind}:{operation.workflow_version}" in runnable:
+            unfinished = [s for s in operation.steps.values() if s.status != StepStatus.SUCCEEDED]
+            if unfinished:
+                first_attempt = _start(min(unfinished, key=lambda s: s.position), _now())
+        return BegunOperation(begun, first_attempt)
 
     async def start_operation_step(self, lease: Lease, operation_id: uuid.UUID, step: str, *, events: EventRows) -> int:
         rows = _event_rows(events, lease.epoch)

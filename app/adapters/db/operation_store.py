@@ -10,14 +10,14 @@ takes as released) and makes the activation claimable at once when more operatio
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from app.domain.lifecycle import OperationStatus, StepStatus
 from app.domain.model import Lease, LeaseLost, Operation
-from app.domain.ports import EventRows
+from app.domain.ports import BegunOperation, EventRows
 
 from .saga_store import TERMINAL_CHANNEL, event_rows
 from .snapshot import step_from_json
@@ -44,6 +44,9 @@ OPERATION_COLUMNS = """
                    'error', s.error) ORDER BY s.position), '[]'::jsonb)
           FROM operation_steps s WHERE s.operation_id = o.id) AS step_rows"""
 
+# The oldest unfinished operation, made running; when this build runs its workflow version
+# (%(runnable)s, "kind:version"), its first unfinished step's attempt starts in the same write, as
+# FINISH_OPERATION_STEP starts the next one: the step_rows read is the state from before it.
 BEGIN_OPERATION = f"""
 WITH fence AS (
     UPDATE activations SET updated_at = now()
@@ -65,8 +68,20 @@ WITH fence AS (
     SELECT activation_id, 'operation', NULL,
            jsonb_build_object('operationId', id, 'kind', kind, 'status', 'running', 'revision', revision)
       FROM started WHERE previous = 'pending'
+), first_step AS (
+    SELECT s.operation_id, min(s.position) AS position
+      FROM started JOIN operation_steps s ON s.operation_id = started.id
+     WHERE s.status <> 'succeeded' AND started.kind || ':' || started.workflow_version = ANY(%(runnable)s)
+     GROUP BY s.operation_id
+), first_started AS (
+    UPDATE operation_steps AS s
+       SET status = 'running', attempts = s.attempts + 1, started_at = coalesce(s.started_at, now()),
+           attempted_at = now(), finished_at = NULL
+      FROM first_step
+     WHERE s.operation_id = first_step.operation_id AND s.position = first_step.position
+ RETURNING s.attempts
 )
-SELECT fence.id AS fenced, {OPERATION_COLUMNS}
+SELECT fence.id AS fenced, (SELECT attempts FROM first_started) AS first_attempt, {OPERATION_COLUMNS}
   FROM fence LEFT JOIN started AS o ON true
 """
 
@@ -186,14 +201,14 @@ class OperationStore:
     def __init__(self, statements: StatementPool) -> None:
         self._db = statements
 
-    async def begin_operation(self, lease: Lease) -> Operation | None:
-        row = await self._db.fetchone(BEGIN_OPERATION, _fence(lease))
+    async def begin_operation(self, lease: Lease, *, runnable: Collection[str] = ()) -> BegunOperation | None:
+        row = await self._db.fetchone(BEGIN_OPERATION, {**_fence(lease), "runnable": list(runnable)})
         if row is None:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
         if row["id"] is None:
             await self._db.execute(RELEASE_EMPTY_QUEUE, _fence(lease))
             return None
-        return operation_from_row(row)
+        return BegunOperation(operation_from_row(row), row["first_attempt"])
 
     async def start_operation_step(self, lease: Lease, operation_id: uuid.UUID, step: str, *, events: EventRows) -> int:
         params = {**_fence(lease), "operation_id": operation_id, "step": step, "events": event_rows(events)}
