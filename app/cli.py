@@ -258,6 +258,7 @@ def _stop_compensation_retries(args: argparse.Namespace) -> None:
 
     from app.adapters.db.engine import create_engine
     from app.adapters.db.repository import ActivationRepository
+    from app.adapters.db.statements import StatementPool
 
     settings = Settings()
     if not settings.database_url:
@@ -270,7 +271,9 @@ def _stop_compensation_retries(args: argparse.Namespace) -> None:
     async def stop() -> bool:
         engine = create_engine(settings.database_url or "", pool_size=1)
         try:
-            return await ActivationRepository(engine).stop_compensation_retries(activation_id)
+            # Its statement pool is never opened: stopping retries is one SQLAlchemy transaction.
+            statements = StatementPool(settings.database_url or "", size=1)
+            return await ActivationRepository(engine, statements).stop_compensation_retries(activation_id)
         finally:
             await engine.dispose()
 

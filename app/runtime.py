@@ -169,7 +169,6 @@ class Runtime:
         )
         self.cipher = CredentialCipher.from_setting(self._secrets_key(settings))
         self.engine = create_engine(self.deployment.database_url, pool_size=settings.database_pool_size)
-        self.repository = ActivationRepository(self.engine)
         # The hot paths (accepting an activation; the worker's claims, leases and step writes) run
         # single SQL statements straight on psycopg: see saga_store.py.
         # Two pools, so that accepting an activation never queues for a connection behind the
@@ -178,6 +177,7 @@ class Runtime:
         self.worker_statements = StatementPool(
             self.deployment.database_url, size=settings.database_pool_size, name="worker"
         )
+        self.repository = ActivationRepository(self.engine, self.api_statements)
         self.intake = ActivationIntake(self.api_statements)
         self.saga_store = SagaStore(
             self.worker_statements,
@@ -277,7 +277,7 @@ class Runtime:
         )
         # The use cases of changing a live activation (the API reaches them through a dependency).
         self.operations = OperationService(
-            OperationQueue(self.engine, key_retention_hours=settings.idempotency_key_retention_hours),
+            OperationQueue(self.api_statements, key_retention_hours=settings.idempotency_key_retention_hours),
             self.repository,
             WORKFLOWS,
             fingerprint=self.cipher.fingerprint,

@@ -135,8 +135,8 @@ def explain_plans(database_url: str, sample_id: uuid.UUID) -> dict[str, str]:
 async def _time_queries(database_url: str, ids: list[uuid.UUID], rounds: int) -> dict[str, float]:
     """Median and p99 milliseconds of the gateway's own calls (the saga store's claim, the repository's reads)."""
     engine = create_engine(database_url, pool_size=2)
-    repo = ActivationRepository(engine)
     statements = StatementPool(database_url, size=2)
+    repo = ActivationRepository(engine, statements)
     store = SagaStore(statements)
     intake = ActivationIntake(statements)
     timings: dict[str, list[float]] = {"claim": [], "get_status": [], "get": [], "events": []}

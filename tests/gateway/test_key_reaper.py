@@ -11,6 +11,7 @@ import pytest
 
 from app.adapters.db.engine import create_engine
 from app.adapters.db.repository import ActivationRepository
+from app.adapters.db.statements import StatementPool
 from flowservice_emulator import EmulatorServer
 from tests.conftest import truncate_all, wait_terminal
 from tests.support.gateway import GatewayProcess
@@ -51,7 +52,7 @@ async def test_reaper_deletes_only_expired_keys_of_finished_activations(database
         add(conn, "running", "unfinished", None)
     engine = create_engine(database_url, pool_size=1)
     try:
-        removed = await ActivationRepository(engine).reap_idempotency_keys()
+        removed = await ActivationRepository(engine, StatementPool(database_url, size=1)).reap_idempotency_keys()
     finally:
         await engine.dispose()
     with psycopg.connect(database_url) as conn:

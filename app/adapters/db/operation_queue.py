@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
 
 from app.domain.lifecycle import ActivationStatus
 from app.domain.model import DesiredChange, Operation
@@ -21,124 +21,109 @@ from app.domain.model import DesiredChange, Operation
 from .intake import NOTIFY_CHANNEL
 from .operation_store import OPERATION_COLUMNS, operation_from_row
 from .repository import REQUEST_ROLLBACK
+from .statements import StatementPool
 
-LOCK_ACTIVATION = text(
-    """
+LOCK_ACTIVATION = """
 SELECT id, status, revision, desired_state, queued_operations, name, segments, attributes, drift_policy,
        flow_id, sandbox
   FROM activations
- WHERE id = :id AND client_id = :client_id
+ WHERE id = %(id)s AND client_id = %(client_id)s
    FOR UPDATE
 """
-)
 
-EXISTING_OPERATION_KEY = text(
-    """
+EXISTING_OPERATION_KEY = """
 SELECT request_fingerprint, operation_id, response_status FROM operation_keys
- WHERE client_id = :client_id AND activation_id = :id AND key = :key AND expires_at > now()
+ WHERE client_id = %(client_id)s AND activation_id = %(id)s AND key = %(key)s AND expires_at > now()
 """
-)
 
-INSERT_OPERATION_KEY = text(
-    """
+INSERT_OPERATION_KEY = """
 INSERT INTO operation_keys (client_id, activation_id, key, request_fingerprint, operation_id, response_status,
                             expires_at)
-VALUES (:client_id, :id, :key, :fingerprint, :operation_id, :response_status,
-        now() + make_interval(secs => :retention))
+VALUES (%(client_id)s, %(id)s, %(key)s, %(fingerprint)s, %(operation_id)s, %(response_status)s,
+        now() + make_interval(secs => %(retention)s))
 ON CONFLICT (client_id, activation_id, key) DO UPDATE
    SET request_fingerprint = excluded.request_fingerprint, operation_id = excluded.operation_id,
        response_status = excluded.response_status, created_at = now(), expires_at = excluded.expires_at
 """
-)
 
 # What queueing any operation writes besides the activation's new desired state: the operation
 # and its steps, the event, and a NOTIFY that wakes a worker (the statements below add the rest).
 _NEW_OPERATION = """
 WITH new_operation AS (
     INSERT INTO activation_operations (id, activation_id, kind, workflow_version, status, revision)
-    VALUES (:operation_id, :id, :kind, :version, 'pending', :revision)
+    VALUES (%(operation_id)s, %(id)s, %(kind)s, %(version)s, 'pending', %(revision)s)
     RETURNING id
 ), new_steps AS (
     INSERT INTO operation_steps (operation_id, name, position, status)
     SELECT new_operation.id, step.name, step.position - 1, 'pending'
-      FROM new_operation, unnest(CAST(:steps AS text[])) WITH ORDINALITY AS step(name, position)
+      FROM new_operation, unnest(CAST(%(steps)s AS text[])) WITH ORDINALITY AS step(name, position)
 ), queued_event AS (
     INSERT INTO activation_events (activation_id, type, step, data)
-    SELECT :id, 'operation', NULL,
-           jsonb_build_object('operationId', CAST(:operation_id AS text), 'kind', CAST(:kind AS text),
-                              'status', 'pending', 'revision', CAST(:revision AS int))
+    SELECT %(id)s, 'operation', NULL,
+           jsonb_build_object('operationId', CAST(%(operation_id)s AS text), 'kind', CAST(%(kind)s AS text),
+                              'status', 'pending', 'revision', CAST(%(revision)s AS int))
 )"""
 
 # A pause or resume: the new revision and desired state, and the queue count.
-QUEUE_FLOW_STATE_OPERATION = text(
-    f"""{_NEW_OPERATION}, moved AS (
+QUEUE_FLOW_STATE_OPERATION = f"""{_NEW_OPERATION}, moved AS (
     UPDATE activations
-       SET revision = :revision, desired_state = :desired_state, queued_operations = queued_operations + 1,
+       SET revision = %(revision)s, desired_state = %(desired_state)s, queued_operations = queued_operations + 1,
            run_after = now(), updated_at = now()
-     WHERE id = :id
+     WHERE id = %(id)s
 )
-SELECT pg_notify('{NOTIFY_CHANNEL}', CAST(:id AS text))
+SELECT pg_notify('{NOTIFY_CHANNEL}', CAST(%(id)s AS text))
 """
-)
 
 # An update (contract §10): the new revision and the whole desired lists, name and drift policy.
-QUEUE_UPDATE_OPERATION = text(
-    f"""{_NEW_OPERATION}, moved AS (
+QUEUE_UPDATE_OPERATION = f"""{_NEW_OPERATION}, moved AS (
     UPDATE activations
-       SET revision = :revision, name = :name, segments = CAST(:segments AS jsonb),
-           attributes = CAST(:attributes AS jsonb), drift_policy = :drift_policy,
+       SET revision = %(revision)s, name = %(name)s, segments = CAST(%(segments)s AS jsonb),
+           attributes = CAST(%(attributes)s AS jsonb), drift_policy = %(drift_policy)s,
            queued_operations = queued_operations + 1, run_after = now(), updated_at = now()
-     WHERE id = :id
+     WHERE id = %(id)s
 )
-SELECT pg_notify('{NOTIFY_CHANNEL}', CAST(:id AS text))
+SELECT pg_notify('{NOTIFY_CHANNEL}', CAST(%(id)s AS text))
 """
-)
 
 # A rollback or retire that started or was recorded: its operation is running from now (the
 # compensation closes it, see saga_store), and whatever waited in the queue will never run.
-RECORD_TEARDOWN_OPERATION = text(
-    """
+RECORD_TEARDOWN_OPERATION = """
 WITH cancelled AS (
     UPDATE activation_operations
        SET status = 'failed', completed_at = now(),
            error = jsonb_build_object('type', 'urn:activation-gateway:problem:operation-cancelled',
                                       'title', 'Operation cancelled', 'status', 409,
-                                      'detail', 'the activation is being torn down (' || CAST(:kind AS text) || ')')
-     WHERE activation_id = :id AND status IN ('pending', 'running') AND kind NOT IN ('rollback', 'retire')
+                                      'detail', 'the activation is being torn down (' || CAST(%(kind)s AS text) || ')')
+     WHERE activation_id = %(id)s AND status IN ('pending', 'running') AND kind NOT IN ('rollback', 'retire')
 ), new_operation AS (
     INSERT INTO activation_operations (id, activation_id, kind, workflow_version, status, revision, started_at)
-    SELECT :operation_id, a.id, :kind, a.workflow_version, 'running', a.revision, now()
-      FROM activations a WHERE a.id = :id
+    SELECT %(operation_id)s, a.id, %(kind)s, a.workflow_version, 'running', a.revision, now()
+      FROM activations a WHERE a.id = %(id)s
 ), dequeued AS (
-    UPDATE activations SET queued_operations = 0 WHERE id = :id
+    UPDATE activations SET queued_operations = 0 WHERE id = %(id)s
 ), recorded_event AS (
     INSERT INTO activation_events (activation_id, type, step, data)
-    SELECT :id, 'operation', NULL,
-           jsonb_build_object('operationId', CAST(:operation_id AS text), 'kind', CAST(:kind AS text),
+    SELECT %(id)s, 'operation', NULL,
+           jsonb_build_object('operationId', CAST(%(operation_id)s AS text), 'kind', CAST(%(kind)s AS text),
                               'status', 'running')
 )
 SELECT 1
 """
-)
 
 # Newest first, keyset-paged on seq; one statement whatever the page size.
-LIST_OPERATIONS = text(
-    f"""
+LIST_OPERATIONS = f"""
 SELECT o.seq, {OPERATION_COLUMNS}
   FROM activation_operations o
- WHERE o.activation_id = :id AND (CAST(:before AS bigint) IS NULL OR o.seq < CAST(:before AS bigint))
+ WHERE o.activation_id = %(id)s AND (CAST(%(before)s AS bigint) IS NULL OR o.seq < CAST(%(before)s AS bigint))
  ORDER BY o.seq DESC
- LIMIT :limit
+ LIMIT %(limit)s
 """
-)
 
-GET_OPERATION = text(
-    f"""
+GET_OPERATION = f"""
 SELECT o.seq, {OPERATION_COLUMNS}
   FROM activation_operations o
- WHERE o.activation_id = :id AND o.id = :operation_id
+ WHERE o.activation_id = %(id)s AND o.id = %(operation_id)s
 """
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,10 +150,11 @@ class OperationKey:
 
 class OperationQueue:
     """One transaction per mutation: ``mutate`` locks the activation and hands the decision to the
-    service with the calls it may make, all inside the transaction."""
+    service with the calls it may make, all inside the transaction. On psycopg straight (the
+    API's statement pool): a mutation is on the critical path of every change a caller waits for."""
 
-    def __init__(self, engine: AsyncEngine, *, key_retention_hours: float) -> None:
-        self._engine = engine
+    def __init__(self, statements: StatementPool, *, key_retention_hours: float) -> None:
+        self._db = statements
         self._key_retention_seconds = key_retention_hours * 3600.0
 
     async def mutate(
@@ -177,52 +163,52 @@ class OperationQueue:
         client_id: str,
         decide: Callable[[QueueTransaction], Awaitable[Any]],
     ) -> Any:
-        async with self._engine.begin() as conn:
+        async def work(conn: AsyncConnection[Any]) -> Any:
             return await decide(QueueTransaction(conn, activation_id, client_id, self._key_retention_seconds))
+
+        return await self._db.transaction(work)
 
     async def list_operations(
         self, activation_id: uuid.UUID, *, limit: int, before: int | None
     ) -> list[tuple[int, Operation]]:
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(LIST_OPERATIONS, {"id": activation_id, "limit": limit, "before": before})).all()
-        return [(row.seq, operation_from_row(dict(row._mapping))) for row in rows]
+        rows = await self._db.fetchall_rows(LIST_OPERATIONS, {"id": activation_id, "limit": limit, "before": before})
+        return [(row["seq"], operation_from_row(row)) for row in rows]
 
     async def get_operation(self, activation_id: uuid.UUID, operation_id: uuid.UUID) -> Operation | None:
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(GET_OPERATION, {"id": activation_id, "operation_id": operation_id})).first()
-        return operation_from_row(dict(row._mapping)) if row is not None else None
+        row = await self._db.fetchone(GET_OPERATION, {"id": activation_id, "operation_id": operation_id})
+        return operation_from_row(row) if row is not None else None
 
 
 class QueueTransaction:
-    def __init__(self, conn: AsyncConnection, activation_id: uuid.UUID, client_id: str, retention: float) -> None:
+    def __init__(self, conn: AsyncConnection[Any], activation_id: uuid.UUID, client_id: str, retention: float) -> None:
         self._conn = conn
         self.activation_id = activation_id
         self.client_id = client_id
         self._retention = retention
 
     async def lock(self) -> LockedActivation | None:
-        row = (await self._conn.execute(LOCK_ACTIVATION, self._ids())).first()
+        row = await self._fetchone(LOCK_ACTIVATION, self._ids())
         if row is None:
             return None
         return LockedActivation(
-            id=row.id,
-            status=ActivationStatus(row.status),
-            revision=row.revision,
-            desired_state=row.desired_state,
-            queued_operations=row.queued_operations,
-            name=row.name,
-            segments=row.segments,
-            attributes=row.attributes,
-            drift_policy=row.drift_policy,
-            flow_id=row.flow_id,
-            sandbox=row.sandbox,
+            id=row["id"],
+            status=ActivationStatus(row["status"]),
+            revision=row["revision"],
+            desired_state=row["desired_state"],
+            queued_operations=row["queued_operations"],
+            name=row["name"],
+            segments=row["segments"],
+            attributes=row["attributes"],
+            drift_policy=row["drift_policy"],
+            flow_id=row["flow_id"],
+            sandbox=row["sandbox"],
         )
 
     async def existing_key(self, key: str) -> OperationKey | None:
-        row = (await self._conn.execute(EXISTING_OPERATION_KEY, {**self._ids(), "key": key})).first()
+        row = await self._fetchone(EXISTING_OPERATION_KEY, {**self._ids(), "key": key})
         if row is None:
             return None
-        return OperationKey(row.request_fingerprint, row.operation_id, row.response_status)
+        return OperationKey(row["request_fingerprint"], row["operation_id"], row["response_status"])
 
     async def remember_key(
         self, key: str, fingerprint: str, operation_id: uuid.UUID | None, response_status: int
@@ -284,13 +270,17 @@ class QueueTransaction:
     async def request_teardown(self, operation_id: uuid.UUID, *, kind: str) -> bool:
         """Request the rollback (repository.REQUEST_ROLLBACK) and record its operation; False when
         nothing was to be done (already rolling back or rolled back)."""
-        row = (await self._conn.execute(REQUEST_ROLLBACK, {**self._ids(), "ch": NOTIFY_CHANNEL})).first()
+        row = await self._fetchone(REQUEST_ROLLBACK, {**self._ids(), "ch": NOTIFY_CHANNEL})
         if row is None:
             return False
         await self._conn.execute(
             RECORD_TEARDOWN_OPERATION, {"id": self.activation_id, "operation_id": operation_id, "kind": kind}
         )
         return True
+
+    async def _fetchone(self, sql: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        cursor = await self._conn.cursor(row_factory=dict_row).execute(sql, params)
+        return await cursor.fetchone()
 
     def _ids(self) -> dict[str, Any]:
         return {"id": self.activation_id, "client_id": self.client_id}

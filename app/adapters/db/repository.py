@@ -23,9 +23,9 @@ from app.domain.paging import decode_cursor, encode_cursor
 
 from .intake import NOTIFY_CHANNEL
 from .snapshot import LIST_CLIENT_ACTIVATIONS, LOAD_CLIENT_ACTIVATION, activation_from_row
+from .statements import StatementPool
 from .tables import activation_events, activations, idempotency_keys
 
-_LOAD_CLIENT_ACTIVATION = text(LOAD_CLIENT_ACTIVATION)
 _LIST_CLIENT_ACTIVATIONS = text(LIST_CLIENT_ACTIVATIONS)
 
 # Finished activations a rollback request moves to rolling_back at once, by the state machine.
@@ -39,14 +39,13 @@ _ROLLS_BACK_AT_ONCE = ", ".join(
 # request (the saga store's rule). A pending activation whose lease is live is being started by a
 # worker: begin_run reads the request in its own locked update. Nothing happens to one already
 # rolling back or rolled back. (Moving to rolling_back erases the credentials: the database's rule.)
-REQUEST_ROLLBACK = text(
-    f"""
+REQUEST_ROLLBACK = f"""
 WITH target AS (
     SELECT id, status,
            status IN ({_ROLLS_BACK_AT_ONCE})
            OR (status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at < now())) AS starts
       FROM activations
-     WHERE id = :id AND client_id = :client_id AND status NOT IN ('rolling_back', 'rolled_back')
+     WHERE id = %(id)s AND client_id = %(client_id)s AND status NOT IN ('rolling_back', 'rolled_back')
        FOR UPDATE
 ), requested AS (
     UPDATE activations AS a
@@ -64,11 +63,10 @@ WITH target AS (
     SELECT id, 'status', NULL, jsonb_build_object('status', status, 'from', previous, 'reason', 'requested')
       FROM requested WHERE started
 ), woken AS (
-    SELECT pg_notify(:ch, id::text) FROM requested
+    SELECT pg_notify(%(ch)s, id::text) FROM requested
 )
 SELECT status, started, (SELECT count(*) FROM woken) AS woken FROM requested
 """
-)
 
 _STOP_COMPENSATION_RETRIES = text(
     """
@@ -94,13 +92,14 @@ class RollbackRequest:
 
 
 class ActivationRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, statements: StatementPool) -> None:
         self._engine = engine
+        self._db = statements  # the hot reads and the rollback request: psycopg straight
 
     # ------------------------------------------------------------------ API side (no lease)
     async def get(self, activation_id: uuid.UUID, *, client_id: str | None = None) -> Activation | None:
-        async with self._engine.connect() as conn:
-            return await _load(conn, activation_id, client_id=client_id)
+        row = await self._db.fetchone(LOAD_CLIENT_ACTIVATION, {"id": activation_id, "client_id": client_id})
+        return activation_from_row(row) if row is not None else None
 
     async def require(self, activation_id: uuid.UUID) -> Activation:
         activation = await self.get(activation_id)
@@ -150,11 +149,10 @@ class ActivationRepository:
         run that would end succeeded or failed rolls back instead, see saga_store). None when
         nothing was to be done (already rolling back or rolled back, or no such activation)."""
         params = {"id": activation_id, "client_id": client_id, "ch": NOTIFY_CHANNEL}
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(REQUEST_ROLLBACK, params)).first()
+        row = await self._db.fetchone(REQUEST_ROLLBACK, params)
         if row is None:
             return None
-        return RollbackRequest(status=ActivationStatus(row.status), started=bool(row.started))
+        return RollbackRequest(status=ActivationStatus(row["status"]), started=bool(row["started"]))
 
     async def stop_compensation_retries(self, activation_id: uuid.UUID) -> bool:
         """An operator's decision: no more automatic retries of this failed compensation."""
@@ -205,8 +203,3 @@ async def _add_event(
     conn: AsyncConnection, activation_id: uuid.UUID, type_: str, step: str | None, data: dict[str, Any]
 ) -> None:
     await conn.execute(insert(activation_events).values(activation_id=activation_id, type=type_, step=step, data=data))
-
-
-async def _load(conn: AsyncConnection, activation_id: uuid.UUID, *, client_id: str | None = None) -> Activation | None:
-    row = (await conn.execute(_LOAD_CLIENT_ACTIVATION, {"id": activation_id, "client_id": client_id})).first()
-    return activation_from_row(dict(row._mapping)) if row is not None else None

@@ -83,7 +83,9 @@ UPDATE activations
 # attempts; started_at keeps the first one's time, attempted_at the latest one's: see
 # app/domain/duplicates.py). Exactly one of `moved` and `fence` matches (both see the same snapshot,
 # one wants 'pending' and the other anything else). The main query sees the rows as they were
-# before the statement, hence the coalesce for the status and the separate `started`.
+# before the statement, hence the coalesce for the status and the separate `started`. The fence
+# of a run that starts nothing only reads: the statement then writes nothing, and its commit
+# waits for no WAL flush (an operation's pickup, a resumed run; every later write is fenced).
 BEGIN_RUN = f"""
 WITH moved AS (
     UPDATE activations
@@ -92,9 +94,8 @@ WITH moved AS (
      WHERE id = %(id)s AND lease_epoch = %(epoch)s AND status = 'pending'
  RETURNING id, status
 ), fence AS (
-    UPDATE activations SET updated_at = now()
+    SELECT id FROM activations
      WHERE id = %(id)s AND lease_epoch = %(epoch)s AND status <> 'pending'
- RETURNING id
 ), status_event AS (
     INSERT INTO activation_events (activation_id, type, step, data)
     SELECT id, 'status', NULL, jsonb_build_object('status', status, 'from', 'pending') FROM moved

@@ -25,11 +25,13 @@ SELECT a.*, a.status AS current_status, ({STEP_ROWS}) AS step_rows
 """
 
 
-# The API's reads (SQLAlchemy's named parameters): one activation of one client, and a page of a
-# client's activations, newest first, in one statement whatever the page size.
+# The API's reads: one activation of one client (on psycopg straight, as every `Prefer: wait`
+# ends with it), and a page of a client's activations, newest first, in one statement whatever
+# the page size (SQLAlchemy's named parameters).
 LOAD_CLIENT_ACTIVATION = f"""
 SELECT a.*, a.status AS current_status, ({STEP_ROWS}) AS step_rows
-  FROM activations a WHERE a.id = :id AND (CAST(:client_id AS text) IS NULL OR a.client_id = :client_id)
+  FROM activations a
+ WHERE a.id = %(id)s AND (CAST(%(client_id)s AS text) IS NULL OR a.client_id = %(client_id)s)
 """
 
 LIST_CLIENT_ACTIVATIONS = f"""

@@ -107,11 +107,31 @@ class StatementPool:
 
         return await self._run(run)
 
+    async def fetchall_rows(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Every row, each as a dict of its columns."""
+
+        async def run(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
+            cursor = await conn.cursor(row_factory=dict_row).execute(sql, params)
+            return await cursor.fetchall()
+
+        return await self._run(run)
+
     async def execute(self, sql: str, params: Mapping[str, Any]) -> int:
         """Runs the statement; returns the number of rows it affected."""
 
         async def run(conn: AsyncConnection[Any]) -> int:
             return int((await _execute(conn, sql, params)).rowcount)
+
+        return await self._run(run)
+
+    async def transaction(self, work: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """``work``'s statements in one transaction on one connection (committed when it returns,
+        rolled back when it raises). Like a single statement, run once more on another connection
+        when the session ended before the commit: ``work`` must do nothing but those statements."""
+
+        async def run(conn: AsyncConnection[Any]) -> T:
+            async with conn.transaction():
+                return await work(conn)
 
         return await self._run(run)
 
