@@ -116,6 +116,41 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        # Contract §12, §13: runs mirrored from Adobe, drift, and the background cycles.
+        self.runs_finished = Counter(
+            "gateway_export_runs_total", "Export runs seen finished, by status", ["status"], registry=self.registry
+        )
+        self.run_records = Counter(
+            "gateway_export_run_records_total",
+            "Records of finished export runs, by outcome (exported, skipped)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.runs_delayed = Counter(
+            "gateway_export_runs_delayed_total",
+            "Export runs reported for processing past RUN_DELAY_THRESHOLD_SECONDS",
+            registry=self.registry,
+        )
+        self.drift_found = Counter(
+            "gateway_drift_found_total", "Activations found drifted (or drifted differently)", registry=self.registry
+        )
+        self.drift_repairs = Counter(
+            "gateway_drift_repairs_total",
+            "Operations queued to restore a drifted flow (enforce)",
+            registry=self.registry,
+        )
+        self.cycle_duration = Histogram(
+            "gateway_background_cycle_seconds",
+            "Duration of a background cycle, by cycle (runs, reconcile)",
+            ["cycle"],
+            registry=self.registry,
+        )
+        self.newest_success_age = Gauge(
+            "gateway_export_newest_success_age_seconds",
+            "Of the live activations that have had a successful run, the largest age of their newest one "
+            "(database-wide)",
+            registry=self.registry,
+        )
         self.unrunnable_operations = Gauge(
             "gateway_unrunnable_operations",
             "Unfinished activations and operations whose workflow version this build lacks (database-wide)",
@@ -186,6 +221,23 @@ class Metrics:
 
     def workflow_unavailable(self, kind: str) -> None:
         self.workflows_unavailable.labels(kind=kind).inc()
+
+    def run_finished(self, status: str, exported: int, skipped: int) -> None:
+        self.runs_finished.labels(status=status).inc()
+        self.run_records.labels(outcome="exported").inc(exported)
+        self.run_records.labels(outcome="skipped").inc(skipped)
+
+    def runs_delayed_found(self, count: int) -> None:
+        self.runs_delayed.inc(count)
+
+    def drift_found_in(self, count: int) -> None:
+        self.drift_found.inc(count)
+
+    def drift_repairs_queued(self, count: int) -> None:
+        self.drift_repairs.inc(count)
+
+    def cycle_finished(self, cycle: str, seconds: float) -> None:
+        self.cycle_duration.labels(cycle=cycle).observe(seconds)
 
     def observe_upstream(self, call: UpstreamCall) -> None:
         status = str(call.status) if call.status is not None else "network_error"

@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from app import __version__
 from app.adapters.crypto import CredentialCipher, SecretsError, development_key
+from app.adapters.db.drift_store import DriftStore
 from app.adapters.db.engine import create_engine
 from app.adapters.db.intake import ActivationIntake
 from app.adapters.db.migrate import current_revision, head_revision
@@ -26,6 +27,7 @@ from app.adapters.db.notifications import Notifications
 from app.adapters.db.operation_queue import OperationQueue
 from app.adapters.db.operation_store import OperationStore
 from app.adapters.db.repository import ActivationRepository
+from app.adapters.db.run_store import RunStore
 from app.adapters.db.saga_store import SagaStore
 from app.adapters.db.statements import StatementPool
 from app.adapters.db.stats import queue_stats, unrunnable_work
@@ -40,8 +42,11 @@ from app.domain.worker import Worker
 from app.domain.workflows import WORKFLOWS, OperationKind
 from app.metrics import Metrics
 from app.services.activations import ActivationService
+from app.services.cycles import BackgroundCycles, Cycle
 from app.services.dataflows import DataflowLimit
+from app.services.drift import Reconciler
 from app.services.operations import OperationService
+from app.services.runs import RunMirror, RunQueries
 from app.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -284,8 +289,52 @@ class Runtime:
             fingerprint_matches=self.cipher.fingerprint_matches,
             flows=self.flow_service,
         )
+        # Contract §12, §13: runs mirrored from Adobe and drift. The API's on-demand reads (a refresh,
+        # a reconcile now) use its pool; the cycles of a worker process use the worker's.
+        self.run_mirror = RunMirror(
+            RunStore(self.worker_statements),
+            self.flow_service,
+            self.metrics,
+            owner=self.identity,
+            delay_threshold_seconds=settings.run_delay_threshold_seconds,
+        )
+        self.reconcile_cycle = Reconciler(
+            DriftStore(self.worker_statements),
+            RunStore(self.worker_statements),
+            self.flow_service,
+            WORKFLOWS,
+            self.metrics,
+            owner=self.identity,
+        )
+        api_runs = RunStore(self.api_statements)
+        on_demand_mirror = RunMirror(
+            api_runs,
+            self.flow_service,
+            self.metrics,
+            owner=self.identity,
+            delay_threshold_seconds=settings.run_delay_threshold_seconds,
+        )
+        self.run_queries = RunQueries(api_runs, on_demand_mirror)
+        self.reconciler = Reconciler(
+            DriftStore(self.api_statements), api_runs, self.flow_service, WORKFLOWS, self.metrics, owner=self.identity
+        )
+        self.cycles: BackgroundCycles | None = None
         self.worker: Worker | None = None
         if self.deployment.run_worker and settings.worker_enabled:
+            self.cycles = BackgroundCycles(
+                [
+                    Cycle(
+                        "runs",
+                        settings.runs_poll_interval_seconds,
+                        lambda interval: self.run_mirror.cycle(interval_seconds=interval),
+                    ),
+                    Cycle(
+                        "reconcile",
+                        settings.reconcile_interval_seconds,
+                        lambda interval: self.reconcile_cycle.cycle(interval_seconds=interval),
+                    ),
+                ]
+            )
             self.worker = Worker(
                 self.repository,
                 self.saga_store,
@@ -371,9 +420,13 @@ class Runtime:
             log.warning(note)
         if self.worker is not None:
             self._worker_task = asyncio.create_task(self.worker.run(), name="saga-worker")
+        if self.cycles is not None:
+            self.cycles.start()
 
     async def stop(self) -> None:
         self.draining = True
+        if self.cycles is not None:
+            await self.cycles.stop()
         if self._worker_stopping is not None:
             await self._worker_stopping
         elif self.worker is not None:

@@ -82,6 +82,20 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=64, ge=1, le=1000)
     worker_poll_interval_seconds: float = Field(default=1.0, gt=0)
     lease_seconds: float = Field(default=30.0, gt=1)
+    # Contract §12, §13: the background cycles of the worker processes (one process at a time runs each).
+    runs_poll_interval_seconds: float = Field(
+        default=300.0, gt=0, description="How often the export runs of every live activation are mirrored from Adobe."
+    )
+    reconcile_interval_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="How often every live activation's dataflow is compared with its desired state.",
+    )
+    run_delay_threshold_seconds: float = Field(
+        default=9000.0,
+        gt=0,
+        description="A run still processing this long after it started is reported (Adobe's 150 minutes).",
+    )
     retry_max_attempts: int = Field(default=6, ge=1, le=50)
     retry_base_delay_seconds: float = Field(default=0.2, ge=0)
     retry_max_delay_seconds: float = Field(default=30.0, ge=0)

@@ -58,7 +58,10 @@ def db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
 
 def truncate_all(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE activations, activation_steps, activation_events, idempotency_keys CASCADE")
+        conn.execute(
+            "TRUNCATE activations, activation_steps, activation_events, idempotency_keys, run_watermarks,"
+            " background_leases CASCADE"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -371,6 +371,52 @@ class FlowOut(BaseModel):
     etag: str | None
 
 
+class RunRecords(BaseModel):
+    received: int = Field(description="Profiles the run read.")
+    exported: int = Field(description="Records written to the destination's files.")
+    skipped: int = Field(description="Records left out (see `skippedReasons`).")
+    failed: int
+
+
+class RunReason(BaseModel):
+    code: str | None
+    message: str | None
+    count: int
+
+
+class RunAudience(BaseModel):
+    id: str
+    exported: int
+
+
+class RunError(BaseModel):
+    code: str | None
+    message: str | None
+
+
+class RunOut(BaseModel):
+    """An export run of the activation's dataflow, mirrored from Adobe (contract §12)."""
+
+    id: str = Field(description="Adobe's run id.")
+    status: Literal["processing", "waiting", "succeeded", "failed"] = Field(
+        description="Adobe's spellings normalised; a status the gateway does not know is `processing`."
+    )
+    trigger: Literal["scheduled", "adhoc"] = Field(description="`adhoc`: started by `POST /exports`.")
+    startedAt: datetime | None
+    completedAt: datetime | None
+    records: RunRecords
+    skippedReasons: list[RunReason]
+    audiences: list[RunAudience] = Field(description="Records exported per audience.")
+    files: int
+    bytes: int
+    errors: list[RunError]
+
+
+class RunList(BaseModel):
+    items: list[RunOut]
+    nextCursor: str | None
+
+
 class SyncOut(BaseModel):
     status: Literal["in_sync", "applying", "failed", "drifted", "unknown"] = Field(
         description=(
@@ -404,7 +450,7 @@ class ActivationOut(BaseModel):
     state: Literal["enabled", "disabled"] | None = Field(description="The flow's state as last confirmed.")
     sync: SyncOut
     driftPolicy: Literal["report", "enforce"]
-    lastRun: dict[str, Any] | None = Field(description="The newest export run (not mirrored yet: always null).")
+    lastRun: RunOut | None = Field(description="The newest export run mirrored from Adobe (§12), or null.")
 
 
 class PlannedCall(BaseModel):
@@ -454,6 +500,10 @@ class EventOut(BaseModel):
         "compensation_retries_stopped",
         "operation",
         "workflow_unavailable",
+        "run",
+        "run_delayed",
+        "drift",
+        "drift_resolved",
     ] = Field(
         description=(
             "`status`: a status change; `step`: a step's outcome; `upstream`: one call to Adobe; `retry`: an attempt "
@@ -461,7 +511,10 @@ class EventOut(BaseModel):
             "upstream, deleted; `crash`: a run that ended in an unexpected error; `compensation_retries_stopped`: "
             "an operator stopped the automatic retries of a failed compensation; `operation`: an operation was queued, "
             "started or ended (`data.operationId`, `kind`, `status`); `workflow_unavailable`: an operation waits for "
-            "a process whose build has its workflow version."
+            "a process whose build has its workflow version; `run`: an export run finished (`data`: the run as "
+            "`GET /runs` shows it); `run_delayed`: a run still processing past `RUN_DELAY_THRESHOLD_SECONDS`; "
+            "`drift`: a reconcile found the flow different from the desired state (`data.differences`); "
+            "`drift_resolved`: it found it equal again."
         )
     )
     step: str | None

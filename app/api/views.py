@@ -7,7 +7,17 @@ from typing import Any
 from app.domain.lifecycle import sync_status
 from app.domain.model import Activation, Operation, StepState
 
-from .schemas import ActivationOut, DestinationOut, EventOut, FlowOut, OperationOut, StepOut, StorageOut, SyncOut
+from .schemas import (
+    ActivationOut,
+    DestinationOut,
+    EventOut,
+    FlowOut,
+    OperationOut,
+    RunOut,
+    StepOut,
+    StorageOut,
+    SyncOut,
+)
 
 
 def mask(value: str) -> str:
@@ -45,14 +55,18 @@ def activation_view(activation: Activation) -> ActivationOut:
         state=activation.state if activation.state in ("enabled", "disabled") else None,
         sync=SyncOut(
             status=sync_status(
-                activation.status, activation.revision, activation.applied_revision, activation.sync_error
+                activation.status,
+                activation.revision,
+                activation.applied_revision,
+                activation.sync_error,
+                activation.sync_differences,
             ),
             checkedAt=activation.sync_checked_at,
-            differences=[],
+            differences=activation.sync_differences,
             error=activation.sync_error,
         ),
         driftPolicy=activation.drift_policy,
-        lastRun=None,
+        lastRun=RunOut.model_validate(activation.last_run) if activation.last_run else None,
     )
 
 

@@ -13,6 +13,8 @@ is converged away before confirming.
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +23,7 @@ from .errors import StepFailed
 from .flow_diff import DesiredFlow, differences, plan_update
 from .model import Activation
 from .ports import ResourceKind, UpstreamStatusError
-from .steps import CreateFlow, SagaStep, StepContext, StepResult, resource_name
+from .steps import CreateFlow, SagaStep, StepContext, StepResult, named_resource
 
 # Each 412 means the flow changed between our read and our PATCH: read again and recompute.
 MAX_ETAG_REFRESHES = 5
@@ -29,10 +31,16 @@ MAX_ETAG_REFRESHES = 5
 
 def desired_flow(activation: Activation) -> DesiredFlow:
     """What the flow should hold for this activation: its lists, and the name it was created with."""
+    return desired_flow_of(activation.id, activation.name, activation.segments, activation.attributes)
+
+
+def desired_flow_of(
+    activation_id: uuid.UUID, name: str | None, segments: Sequence[dict[str, Any]], attributes: Sequence[str]
+) -> DesiredFlow:
     return DesiredFlow(
-        segments=tuple(activation.segments),
-        attributes=tuple(activation.attributes),
-        name=resource_name(activation, CreateFlow.label),
+        segments=tuple(segments),
+        attributes=tuple(attributes),
+        name=named_resource(name, activation_id, CreateFlow.label),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
 
 
@@ -129,16 +129,23 @@ def create_operation_status(status: ActivationStatus, applied_revision: int | No
 
 
 def sync_status(
-    status: ActivationStatus, revision: int, applied_revision: int | None, sync_error: dict[str, object] | None
+    status: ActivationStatus,
+    revision: int,
+    applied_revision: int | None,
+    sync_error: dict[str, object] | None,
+    differences: Sequence[object] = (),
 ) -> str:
     """Contract §9's sync.status. `failed`: the last operation that changed the flow failed for good
-    (the flow keeps what it had); `applying`: a newer revision is on its way; `in_sync`: the
-    flow was confirmed at the current revision; `unknown` otherwise (before the flow exists, or
-    once it is being torn down)."""
+    (the flow keeps what it had); `applying`: a newer revision is on its way; `drifted`: the last
+    reconcile found the flow different from the applied desired state (§13); `in_sync`: the flow
+    was confirmed at the current revision; `unknown` otherwise (before the flow exists, or once it
+    is being torn down)."""
     if status not in (ActivationStatus.SUCCEEDED, ActivationStatus.RUNNING, ActivationStatus.PENDING):
         return "unknown"
     if sync_error is not None:
         return "failed"
     if applied_revision is None:
         return "applying" if status != ActivationStatus.SUCCEEDED else "unknown"
-    return "in_sync" if applied_revision >= revision else "applying"
+    if applied_revision < revision:
+        return "applying"
+    return "drifted" if differences else "in_sync"

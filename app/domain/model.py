@@ -85,6 +85,8 @@ class Activation:
     drift_policy: str = "report"
     sync_error: dict[str, Any] | None = None
     sync_checked_at: datetime | None = None
+    sync_differences: list[dict[str, Any]] = field(default_factory=list)
+    last_run: dict[str, Any] | None = None
     queued_operations: int = 0
 
     def resource(self, step: str) -> str | None:

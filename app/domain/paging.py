@@ -1,4 +1,5 @@
-"""Opaque keyset cursors of the activation lists: (created_at, id) of the last item of a page."""
+"""Opaque keyset cursors of the lists: (a timestamp, an id) of the last item of a page — the
+activations' (created_at, id), the runs' (started_at, Adobe's run id)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,25 @@ import uuid
 from datetime import UTC, datetime
 
 
-def encode_cursor(created_at: datetime, activation_id: uuid.UUID) -> str:
-    raw = f"{created_at.astimezone(UTC).isoformat()}|{activation_id}"
+def encode_keyset(at: datetime, key: str) -> str:
+    raw = f"{at.astimezone(UTC).isoformat()}|{key}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def decode_keyset(cursor: str) -> tuple[datetime, str]:
     """Raises ValueError on anything that is not a cursor this service issued."""
     padded = cursor + "=" * (-len(cursor) % 4)
     raw = base64.urlsafe_b64decode(padded.encode()).decode()
-    created, _, ident = raw.partition("|")
-    return datetime.fromisoformat(created), uuid.UUID(ident)
+    at, separator, key = raw.partition("|")
+    if not separator or not key:
+        raise ValueError("not a cursor")
+    return datetime.fromisoformat(at), key
+
+
+def encode_cursor(created_at: datetime, activation_id: uuid.UUID) -> str:
+    return encode_keyset(created_at, str(activation_id))
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    created, ident = decode_keyset(cursor)
+    return created, uuid.UUID(ident)

@@ -18,6 +18,10 @@ from .model import Activation, Lease, Operation
 Guard = Callable[[], None]
 
 
+# A list call's query: a mapping, or pairs when a name repeats (Adobe ANDs repeated `property` filters).
+QueryParams = Mapping[str, str] | Sequence[tuple[str, str]]
+
+
 class ResourceKind(StrEnum):
     CONNECTIONS = "connections"
     SOURCE_CONNECTIONS = "sourceConnections"
@@ -129,7 +133,7 @@ class FlowService(Protocol):
         collection: str,
         *,
         sandbox: str,
-        params: Mapping[str, str] | None = None,
+        params: QueryParams | None = None,
         guard: Guard | None = None,
         log: CallLog | None = None,
     ) -> list[dict[str, Any]]: ...

@@ -6,6 +6,7 @@ one (workflows.py), so that activations already under way keep the steps they st
 from __future__ import annotations
 
 import asyncio
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -163,9 +164,13 @@ class CreateResourceStep(SagaStep):
 
 
 def resource_name(activation: Activation, label: str) -> str:
+    return named_resource(activation.name, activation.id, label)
+
+
+def named_resource(name: str | None, activation_id: uuid.UUID, label: str) -> str:
     # Commas would split a `property=name==…` filter into alternatives, so the label drops them.
-    prefix = (activation.name or "Activation Gateway").replace(",", " ").strip()
-    return f"{prefix} - {label} [ag:{activation.id}]"
+    prefix = (name or "Activation Gateway").replace(",", " ").strip()
+    return f"{prefix} - {label} [ag:{activation_id}]"
 
 
 def _description(ctx: StepContext) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .model import Lease
-from .ports import Created, FlowService, ResourceKind, UpstreamCall
+from .ports import Created, FlowService, QueryParams, ResourceKind, UpstreamCall
 
 
 class LeasedFlowService:
@@ -46,7 +46,7 @@ class LeasedFlowService:
 
     # ------------------------------------------------------------------ the calls
     async def list_all(
-        self, collection: str, *, sandbox: str, params: Mapping[str, str] | None = None
+        self, collection: str, *, sandbox: str, params: QueryParams | None = None
     ) -> list[dict[str, Any]]:
         return await self.client.list_all(collection, sandbox=sandbox, params=params, guard=self._guard, log=self)
 

@@ -50,6 +50,7 @@ from app.domain.ports import (
     FlowService,
     Guard,
     OperationStore,
+    QueryParams,
     ResourceKind,
     SagaStore,
     StepWrite,
@@ -842,11 +843,12 @@ class FakeFlowService:
         collection: str,
         *,
         sandbox: str,
-        params: Mapping[str, str] | None = None,
+        params: QueryParams | None = None,
         guard: Guard | None = None,
         log: CallLog | None = None,
     ) -> list[dict[str, Any]]:
         path = f"/{collection}"
+        query = dict(params.items() if isinstance(params, Mapping) else params or ())
 
         def handle() -> tuple[int, list[dict[str, Any]]]:
             if collection == "connectionSpecs":
@@ -857,7 +859,7 @@ class FakeFlowService:
                 items = [copy.deepcopy(r) for r in self.resources[collection].values() if r["sandboxName"] == sandbox]
             else:
                 raise _status_error(404, "GET", path, code="1439", message="no such collection")
-            prop = (params or {}).get("property")
+            prop = query.get("property")
             if prop:
                 name, _, value = prop.partition("==")
                 items = [item for item in items if str(item.get(name)) == value]

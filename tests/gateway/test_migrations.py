@@ -21,6 +21,9 @@ TABLES = {
     "activation_operations",
     "operation_steps",
     "operation_keys",
+    "activation_runs",
+    "run_watermarks",
+    "background_leases",
 }
 
 

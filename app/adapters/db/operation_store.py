@@ -15,9 +15,11 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from app.domain.drift import STATE_CHANGED
 from app.domain.lifecycle import OperationStatus, StepStatus
 from app.domain.model import Lease, LeaseLost, Operation
 from app.domain.ports import BegunOperation, EventRows
+from app.domain.workflows import OperationKind
 
 from .saga_store import TERMINAL_CHANNEL, event_rows
 from .snapshot import step_from_json
@@ -152,6 +154,11 @@ WITH fence AS (
                                    ELSE applied_revision END,
            sync_error = CASE WHEN %(succeeded)s::boolean THEN NULL ELSE %(error)s::jsonb END,
            sync_checked_at = CASE WHEN %(succeeded)s::boolean THEN now() ELSE sync_checked_at END,
+           sync_differences = CASE
+               WHEN NOT %(succeeded)s::boolean OR sync_differences IS NULL THEN sync_differences
+               WHEN %(resolves)s = 'all' THEN NULL
+               ELSE (SELECT jsonb_agg(d) FROM jsonb_array_elements(sync_differences) d
+                      WHERE d ->> 'kind' <> %(resolves)s) END,
            desired_state = CASE WHEN NOT %(succeeded)s::boolean AND queued_operations <= 1
                                 THEN coalesce(state, desired_state)
                                 ELSE desired_state END,
@@ -273,6 +280,7 @@ class OperationStore:
             "revision": operation.revision,
             "error": Jsonb(error) if error is not None else None,
             "events": event_rows(rows),
+            "resolves": resolved_drift(operation.kind),
         }
         await self._fenced(FINISH_OPERATION, params, lease)
 
@@ -285,6 +293,12 @@ class OperationStore:
         if row is None:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
         return row
+
+
+def resolved_drift(kind: str) -> str:
+    """The differences an operation that succeeded has resolved (its read back proved it): an update
+    all of them; a pause or resume the state's (domain/drift.py's kinds)."""
+    return "all" if kind == OperationKind.UPDATE.value else STATE_CHANGED
 
 
 def _step_values(activation_values: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -98,6 +98,8 @@ def activation_from_row(row: Mapping[str, Any]) -> Activation:
         drift_policy=row["drift_policy"],
         sync_error=row["sync_error"],
         sync_checked_at=row["sync_checked_at"],
+        sync_differences=row["sync_differences"] or [],
+        last_run=row["last_run"],
         queued_operations=row["queued_operations"],
         steps={s["name"]: step_from_json(s) for s in row["step_rows"]},
     )

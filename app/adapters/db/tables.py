@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -76,8 +77,13 @@ activations = Table(
     Column("sync_checked_at", DateTime(timezone=True), nullable=True),
     # Operations waiting in the activation's queue (activation_operations with status pending).
     Column("queued_operations", Integer, nullable=False, server_default=text("0")),
+    # Contract §12, §13: the newest export run (as GET /runs shows it), and what the last reconcile
+    # found different from the applied desired state (NULL: nothing).
+    Column("last_run", JSONB, nullable=True),
+    Column("sync_differences", JSONB, nullable=True),
     Index("ix_activations_claimable", "run_after", postgresql_where=text(CLAIMABLE)),
     Index("ix_activations_client_created", "client_id", text("created_at DESC"), text("id DESC")),
+    Index("ix_activations_flow_id", "flow_id", postgresql_where=text("flow_id IS NOT NULL")),
 )
 
 activation_steps = Table(
@@ -155,6 +161,8 @@ activation_operations = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("completed_at", DateTime(timezone=True), nullable=True),
+    # What a succeeded operation produced for its caller (an export: the runs it started or joined).
+    Column("result", JSONB, nullable=True),
     Index("ix_activation_operations_queue", "activation_id", "seq"),
 )
 
@@ -186,4 +194,46 @@ operation_keys = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("client_id", "activation_id", "key"),
     Index("ix_operation_keys_expires", "expires_at"),
+)
+
+
+# Contract §12: the runs of every live activation's flow, mirrored from Adobe (keyed by Adobe's run
+# id, so mirroring twice writes nothing new); `run` is the run as the API shows it.
+activation_runs = Table(
+    "activation_runs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("activation_id", UUID(as_uuid=True), ForeignKey("activations.id", ondelete="CASCADE"), nullable=False),
+    Column("flow_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("trigger", Text, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Column("run", JSONB, nullable=False),
+    # A run processing past the delay threshold is reported once.
+    Column("delay_reported", Boolean, nullable=False, server_default=text("false")),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Index("ix_activation_runs_activation_started", "activation_id", text("started_at DESC"), text("id DESC")),
+    Index("ix_activation_runs_unfinished", "started_at", postgresql_where=text("status IN ('processing', 'waiting')")),
+)
+
+# Where each sandbox's run mirroring goes on from: runs started after this (epoch ms, Adobe's unit).
+run_watermarks = Table(
+    "run_watermarks",
+    metadata,
+    Column("sandbox", Text, primary_key=True),
+    Column("started_after_ms", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+# One process at a time runs each background cycle (run mirroring, reconcile): the holder of the
+# lease named after it, until it expires; `epoch` fences the writes of a holder that lost it.
+background_leases = Table(
+    "background_leases",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from app.domain.ports import CallLog, Created, Guard, ResourceKind, UpstreamCall
+from app.domain.ports import CallLog, Created, Guard, QueryParams, ResourceKind, UpstreamCall
 
 from .errors import FlowServiceError, UpstreamUnavailable
 from .ims import TokenProvider
@@ -57,13 +57,15 @@ class FlowServiceClient:
         collection: str,
         *,
         sandbox: str,
-        params: Mapping[str, str] | None = None,
+        params: QueryParams | None = None,
         guard: Guard | None = None,
         log: CallLog | None = None,
     ) -> list[dict[str, Any]]:
-        """Every item of a list endpoint, following ``_links.next`` / continuation tokens."""
+        """Every item of a list endpoint, following ``_links.next`` / continuation tokens. ``params``
+        as pairs may repeat a name (``property`` twice: both filters apply)."""
         items: list[dict[str, Any]] = []
-        query: dict[str, str] = dict(params or {})
+        first = list(params.items()) if isinstance(params, Mapping) else list(params or ())
+        query = first
         path = f"/{collection}"
         for _ in range(1000):  # a hard stop in case the upstream keeps handing out tokens
             body = await self._call("GET", path, sandbox=sandbox, endpoint=path, params=query, guard=guard, log=log)
@@ -71,7 +73,7 @@ class FlowServiceClient:
             token = _continuation_token(body)
             if not token:
                 return items
-            query = {**(params or {}), "continuationToken": token}
+            query = [*first, ("continuationToken", token)]
         return items
 
     # --- resources -----------------------------------------------------------------------------
@@ -213,7 +215,7 @@ class FlowServiceClient:
         *,
         sandbox: str,
         endpoint: str,
-        params: Mapping[str, str] | None = None,
+        params: QueryParams | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         guard: Guard | None = None,
@@ -240,7 +242,7 @@ class FlowServiceClient:
                 request = httpx.Request(
                     method,
                     self._base_url + path,
-                    params=params,
+                    params=list(params.items()) if isinstance(params, Mapping) else list(params or ()),
                     json=json,
                     headers=all_headers,
                     extensions=self._extensions,  # copied by httpx: ours to add to

@@ -1,0 +1,85 @@
+"""Export runs and drift of an activation (contract §12, §13): the runs mirrored from Adobe, and a
+reconcile of one activation now. HTTP only: the use cases are app/services/runs.py and drift.py."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from .operations import Client, Repository, activation_response, load
+from .problems import problem_responses
+from .schemas import ActivationOut, RunList, RunOut
+
+if TYPE_CHECKING:
+    from app.services.drift import Reconciler
+    from app.services.runs import RunQueries
+
+router = APIRouter(tags=["activations"])
+
+
+def run_queries(request: Request) -> RunQueries:
+    queries: RunQueries = request.app.state.runtime.run_queries
+    return queries
+
+
+def reconciler(request: Request) -> Reconciler:
+    service: Reconciler = request.app.state.runtime.reconciler
+    return service
+
+
+Runs = Annotated["RunQueries", Depends(run_queries)]
+Reconcile = Annotated["Reconciler", Depends(reconciler)]
+
+
+@router.get(
+    "/activations/{activation_id}/runs",
+    operation_id="listActivationRuns",
+    summary="The export runs of an activation's dataflow, newest first",
+    description=(
+        "Runs are mirrored from Adobe on a schedule (`RUNS_POLL_INTERVAL_SECONDS`); `refresh=true` reads the "
+        "dataflow's runs from Adobe first. Adobe's statuses are normalised (`Success` → `succeeded`)."
+    ),
+    response_model=RunList,
+    responses=problem_responses(400, 401, 404, 422, 503),
+)
+async def list_activation_runs(
+    client: Client,
+    repository: Repository,
+    runs: Runs,
+    activation_id: str,
+    status: Annotated[
+        Literal["processing", "waiting", "succeeded", "failed"] | None, Query(description="Only runs in this status.")
+    ] = None,
+    since: Annotated[datetime | None, Query(description="Only runs started at or after this time.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=300, description="`nextCursor` of the previous page.")] = None,
+    refresh: Annotated[bool, Query(description="Read the runs from Adobe before answering.")] = False,
+) -> RunList:
+    activation = await load(repository, client, activation_id)
+    items, next_cursor = await runs.page(
+        activation.id, limit=limit, status=status, since=since, cursor=cursor, refresh=refresh
+    )
+    return RunList(items=[RunOut.model_validate(item) for item in items], nextCursor=next_cursor)
+
+
+@router.post(
+    "/activations/{activation_id}/reconcile",
+    operation_id="reconcileActivation",
+    summary="Compare the activation's dataflow with its desired state now",
+    description=(
+        "Reads the dataflow from Adobe and records in `sync` how it differs from the applied desired state "
+        "(`drifted`, with `differences`); under `driftPolicy: enforce` an operation that restores it is queued. "
+        "An activation whose latest revision is still being applied is not compared."
+    ),
+    response_model=ActivationOut,
+    responses=problem_responses(401, 404, 503),
+)
+async def reconcile_activation(
+    client: Client, repository: Repository, reconcile: Reconcile, activation_id: str
+) -> Response:
+    activation = await load(repository, client, activation_id)
+    await reconcile.check(activation.id)
+    checked = await load(repository, client, activation_id)
+    return activation_response(checked, 200)
