@@ -215,6 +215,7 @@ class Runtime:
             transport,
             self.tokens,
             base_url=adobe.flow_service_url,
+            adhoc_url=settings.ad_hoc_activation_url,
             org_id=adobe.org_id,
             timeout=timeout,
             user_agent=user_agent,

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
 
     # --- Adobe ---------------------------------------------------------------------------------
     flow_service_url: str | None = None
+    # Export now (contract §12): Adobe's ad-hoc activation service; default: its path on the Flow
+    # Service's host (the built-in emulator serves it there too).
+    ad_hoc_activation_url: str | None = None
     ims_token_url: str | None = None
     adobe_client_id: str | None = None
     adobe_client_secret: SecretStr | None = None

@@ -3,14 +3,29 @@ reconcile of one activation now. HTTP only: the use cases are app/services/runs.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from .operations import Client, Repository, activation_response, load
+from .idempotency import parse_idempotency_key, parse_prefer_wait
+from .operations import (
+    Client,
+    IdempotencyKey,
+    IfMatch,
+    Operations,
+    Prefer,
+    Repository,
+    Watcher,
+    activation_response,
+    answer,
+    load,
+    mutation_doc,
+    parse_id,
+)
 from .problems import problem_responses
-from .schemas import ActivationOut, RunList, RunOut
+from .schemas import ActivationOut, ExportRequest, RunList, RunOut
 
 if TYPE_CHECKING:
     from app.services.drift import Reconciler
@@ -83,3 +98,36 @@ async def reconcile_activation(
     await reconcile.check(activation.id)
     checked = await load(repository, client, activation_id)
     return activation_response(checked, 200)
+
+
+@router.post(
+    "/activations/{activation_id}/exports",
+    **mutation_doc(  # type: ignore[arg-type]
+        "Export now",
+        "Starts Adobe's ad-hoc export of these audiences (all of the activation's by default), as an operation: "
+        "its `result` names the runs, which then appear in `GET /runs` (`trigger: adhoc`). Checked first, each "
+        "with its own problem: the activation is live (`409 activation-not-live`) and enabled (`409 "
+        "activation-paused`), every audience is on it (`422 segment-not-on-activation`), each audience's schedule "
+        "covers today (`422 schedule-not-current`). More than 80 audiences go in several jobs; an audience whose "
+        "export is already running joins that run. The desired state and its revision do not change.",
+        "exportActivationNow",
+    ),
+)
+async def export_activation_now(
+    activation_id: str,
+    client: Client,
+    service: Operations,
+    repository: Repository,
+    watcher: Watcher,
+    body: ExportRequest | None = None,
+    idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+    prefer: Prefer = None,
+) -> Response:
+    ident = parse_id(activation_id)
+    key = parse_idempotency_key(idempotency_key)
+    wait = parse_prefer_wait(prefer)
+    request = body or ExportRequest()
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True).encode()
+    outcome = await service.export(ident, client, request.segments, canonical=canonical, key=key, if_match=if_match)
+    return await answer(outcome, ident, client, service=service, repository=repository, watcher=watcher, wait=wait)

@@ -475,6 +475,32 @@ class OperationOut(BaseModel):
     createdAt: datetime
     startedAt: datetime | None
     completedAt: datetime | None
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the operation was queued with: an export's `segments`; a drift repair's `reason`.",
+    )
+    result: dict[str, Any] | None = Field(
+        default=None,
+        description="What a succeeded operation produced: an export's `runs` (`[{id, segments, joined}]`; "
+        "`joined`: they were already being exported by that run).",
+    )
+
+
+class ExportRequest(BaseModel):
+    """Export now (contract §12): these audiences of the activation, or all of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    segments: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        default=None, min_length=1, max_length=250, description="Audience ids; default: all of the activation's."
+    )
+
+    @field_validator("segments")
+    @classmethod
+    def _unique(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("segment ids must be unique")
+        return value
 
 
 class OperationList(BaseModel):

@@ -82,6 +82,8 @@ def operation_view(operation: Operation) -> OperationOut:
         createdAt=operation.created_at,
         startedAt=operation.started_at,
         completedAt=operation.completed_at,
+        params=operation.params,
+        result=operation.result,
     )
 
 

@@ -12,13 +12,10 @@ is converged away before confirming.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-from .duplicates import settled_at
 from .errors import StepFailed
 from .flow_diff import DesiredFlow, differences, plan_update
 from .model import Activation
@@ -114,9 +111,7 @@ class VerifyDesiredState(SagaStep):
         states = [ctx.operation_steps[ApplyDesiredState.name]]
         if ctx.outcome_unknown:
             states.append(ctx.operation_steps[self.name])
-        deadline = settled_at(states, ctx.late_commit_window)
-        if deadline is not None:
-            await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()))
+        await ctx.wait_until_settled_since(*states)
 
 
 UPDATE_STEPS: tuple[SagaStep, ...] = (ApplyDesiredState(), VerifyDesiredState())

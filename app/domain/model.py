@@ -109,6 +109,8 @@ class Operation:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     steps: dict[str, StepState] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

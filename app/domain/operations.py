@@ -72,6 +72,7 @@ class OperationRunner:
         # step before it.
         next_attempt = begun.first_attempt
         result_values: dict[str, Any] = {}
+        operation_result: dict[str, Any] | None = None
         for index, step in enumerate(remaining):
             state = operation.steps[step.name]
             following = remaining[index + 1].name if index + 1 < len(remaining) else None
@@ -107,7 +108,7 @@ class OperationRunner:
             for column, value in result.activation_values.items():
                 setattr(activation, column, value)
             if following is None:  # the last step ends with the operation, in one write
-                result_values = result.activation_values
+                result_values, operation_result = result.activation_values, result.operation_result
                 break
             next_attempt = await self._store.finish_operation_step(
                 lease,
@@ -125,6 +126,7 @@ class OperationRunner:
             events=take_calls(lease),
             last_step=remaining[-1].name if remaining else None,
             activation_values=result_values,
+            result=operation_result,
         )
         self._observer.operation_finished(operation.kind, "succeeded", time.monotonic() - started)
         log.info("operation succeeded", operation_id=str(operation.id), kind=operation.kind)
@@ -149,4 +151,5 @@ class OperationRunner:
             attempt=attempt,
             late_commit_window=self._late_commit_window,
             operation_steps=operation.steps,
+            operation_params=operation.params,
         )

@@ -200,6 +200,17 @@ class FlowService(Protocol):
         log: CallLog | None = None,
     ) -> str | None: ...
 
+    async def adhoc_run(
+        self,
+        activation_info: Mapping[str, list[str]],
+        *,
+        sandbox: str,
+        guard: Guard | None = None,
+        log: CallLog | None = None,
+    ) -> dict[str, Any]:
+        """Export now: Adobe's ad-hoc activation of audiences of dataflows (`{flow id: [audience ids]}`)."""
+        ...
+
 
 class Cipher(Protocol):
     """Encrypts credentials at rest and fingerprints request bodies (app/adapters/crypto.py)."""
@@ -333,6 +344,7 @@ class OperationStore(Protocol):
         events: EventRows = (),
         last_step: str | None = None,
         activation_values: Mapping[str, Any] | None = None,
+        result: dict[str, Any] | None = None,
     ) -> None:
         """End ``operation`` (succeeded without ``error``, failed with it), take it off the queue,
         and record on the activation what it confirmed (applied revision) or why it failed (sync).

@@ -117,6 +117,23 @@ def normalize_run(doc: Mapping[str, Any], trigger: RunTrigger, *, seen_at: datet
     )
 
 
+def placeholder_run(run_id: str, started_at: str | None) -> dict[str, Any]:
+    """A run an export started, as shown until Adobe lists it (mirroring then fills it in)."""
+    return {
+        "id": run_id,
+        "status": RunStatus.PROCESSING.value,
+        "trigger": RunTrigger.ADHOC.value,
+        "startedAt": started_at,
+        "completedAt": None,
+        "records": {"received": 0, "exported": 0, "skipped": 0, "failed": 0},
+        "skippedReasons": [],
+        "audiences": [],
+        "files": 0,
+        "bytes": 0,
+        "errors": [],
+    }
+
+
 def _audiences(summaries: Iterable[Any]) -> list[dict[str, Any]]:
     """Exported records per audience, summed over the summaries that name it (first-seen order)."""
     exported: dict[str, int] = {}

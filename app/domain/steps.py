@@ -37,8 +37,10 @@ class StepContext:
     # create may still commit upstream (see duplicates.py).
     steps: Sequence[SagaStep] = ()
     late_commit_window: timedelta = timedelta(0)
-    # The steps of the operation being run, when it is not the create (whose are activation.steps).
+    # The steps of the operation being run, when it is not the create (whose are activation.steps),
+    # and what it was queued with (an export: its audiences).
     operation_steps: dict[str, StepState] = field(default_factory=dict)
+    operation_params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def outcome_unknown(self) -> bool:
@@ -62,6 +64,12 @@ class StepContext:
         if deadline is not None:
             await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()))
 
+    async def wait_until_settled_since(self, *states: StepState) -> None:
+        """Until no call of these steps' attempts whose answer never came can still commit late."""
+        deadline = settled_at(states, self.late_commit_window)
+        if deadline is not None:
+            await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()))
+
     def resource(self, step: type[SagaStep]) -> str:
         resource_id = self.activation.resource(step.name)
         if resource_id is None:
@@ -76,6 +84,8 @@ class StepResult:
     activation_values: dict[str, Any] = field(default_factory=dict)
     # Copies of created resources that a late commit left behind, found and deleted by this step.
     duplicates: list[Duplicate] = field(default_factory=list)
+    # What the operation's last step produced for the caller (an export: the runs it started).
+    operation_result: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

@@ -76,6 +76,9 @@ class LeasedFlowService:
     async def flow_action(self, flow_id: str, op: str, *, sandbox: str) -> str | None:
         return await self.client.flow_action(flow_id, op, sandbox=sandbox, guard=self._guard, log=self)
 
+    async def adhoc_run(self, activation_info: Mapping[str, list[str]], *, sandbox: str) -> dict[str, Any]:
+        return await self.client.adhoc_run(activation_info, sandbox=sandbox, guard=self._guard, log=self)
+
 
 def take_calls(lease: Lease) -> list[dict[str, Any]]:
     """The call rows recorded so far (in the order the calls finished), emptied. Taken under the

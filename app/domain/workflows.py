@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .exports import EXPORT_STEPS
 from .flow_state import FLOW_STATE_STEPS
 from .flow_update import UPDATE_STEPS
 from .steps import SAGA_STEPS, SagaStep
@@ -91,5 +92,6 @@ WORKFLOWS = Workflows(
         Workflow(OperationKind.PAUSE, 1, FLOW_STATE_STEPS["disabled"]),
         Workflow(OperationKind.RESUME, 1, FLOW_STATE_STEPS["enabled"]),
         Workflow(OperationKind.UPDATE, 1, UPDATE_STEPS),
+        Workflow(OperationKind.EXPORT, 1, EXPORT_STEPS),
     ]
 )

@@ -13,9 +13,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from app.domain.exports import export_refusal
 from app.domain.flow_diff import plan_update
 from app.domain.flow_update import desired_flow
 from app.domain.lifecycle import OperationStatus, StepStatus, create_operation_status, is_live
@@ -141,6 +142,49 @@ class OperationService:
                 revision=locked.revision + 1,
                 steps=definition.step_names,
                 desired=desired,
+            )
+            await tx.remember_key(key, self._fingerprint(canonical), operation_id, 202)
+            return MutationOutcome(202, operation_id)
+
+        outcome: MutationOutcome = await self._queue.mutate(activation_id, client_id, decide)
+        return outcome
+
+    async def export(
+        self,
+        activation_id: uuid.UUID,
+        client_id: str,
+        segment_ids: list[str] | None,
+        *,
+        canonical: bytes,
+        key: str,
+        if_match: str | None,
+    ) -> MutationOutcome:
+        """Queue an export now of these audiences (all of the activation's when None), every
+        guardrail checked first (contract §12); the desired state and its revision stay."""
+        definition = self._workflows.current(OperationKind.EXPORT)
+        canonical = b"export:" + str(activation_id).encode() + b":" + canonical
+
+        async def decide(tx: QueueTransaction) -> MutationOutcome:
+            locked = await self._admit(tx, OperationKind.EXPORT, key, canonical, if_match)
+            if isinstance(locked, MutationOutcome):
+                return locked
+            wanted = segment_ids if segment_ids is not None else [s["id"] for s in locked.segments]
+            refusal = export_refusal(
+                desired_state=locked.desired_state,
+                state=locked.state,
+                segments=locked.segments,
+                segment_ids=wanted,
+                today=datetime.now(UTC).date(),
+            )
+            if refusal is not None:
+                raise ServiceProblem(refusal.status, refusal.slug, refusal.title, refusal.detail)
+            operation_id = uuid.uuid4()
+            await tx.queue_export(
+                operation_id,
+                version=definition.version,
+                revision=locked.revision,
+                steps=definition.step_names,
+                segments=wanted,
             )
             await tx.remember_key(key, self._fingerprint(canonical), operation_id, 202)
             return MutationOutcome(202, operation_id)

@@ -568,6 +568,7 @@ class FakeStore:
         events: EventRows = (),
         last_step: str | None = None,
         activation_values: Mapping[str, Any] | None = None,
+        result: dict[str, Any] | None = None,
     ) -> None:
         succeeded = error is None
         values = _step_values(activation_values if succeeded else None)
@@ -589,11 +590,12 @@ class FakeStore:
         queued = activation.queued_operations  # SET reads the old values
         activation.queued_operations = max(queued - 1, 0)
         activation.run_crashes = 0
-        if succeeded:
+        confirms = operation.kind != OperationKind.EXPORT.value  # an export leaves revision and sync as they were
+        if succeeded and confirms:
             activation.applied_revision = max(activation.applied_revision or 0, operation.revision)
             activation.sync_error = None
             activation.sync_checked_at = now
-        else:
+        elif confirms:
             activation.sync_error = _json_copy(error)
             if queued <= 1:
                 activation.desired_state = activation.state or activation.desired_state
@@ -607,6 +609,7 @@ class FakeStore:
             stored.status = status
             stored.error = _json_copy(error) if error is not None else None
             stored.completed_at = now
+            stored.result = _json_copy(result) if succeeded and result is not None else None
         row.events.extend(rows)
 
     async def defer_operation(self, lease: Lease, operation: Operation, *, delay_seconds: float, reason: str) -> None:
@@ -791,6 +794,7 @@ class FakeFlowService:
         self._catalog = catalog or _CATALOG
         self.resources: dict[str, dict[str, dict[str, Any]]] = {kind.value: {} for kind in ResourceKind}
         self.calls: list[UpstreamCall] = []
+        self.adhoc_jobs: dict[tuple[str, str], str] = {}  # (flow, audience) → the run id of its export
         self.unguarded: list[str] = []  # requests sent without a guard
         self._faults: list[_Fault] = []
         self._hooks: list[_Hook] = []
@@ -995,6 +999,37 @@ class FakeFlowService:
             return 200, str(flow["etag"])
 
         return await self._request("POST", path, "/flows/{id}/action", guard, log, handle)
+
+    async def adhoc_run(
+        self,
+        activation_info: Mapping[str, list[str]],
+        *,
+        sandbox: str,
+        guard: Guard | None = None,
+        log: CallLog | None = None,
+    ) -> dict[str, Any]:
+        """One job (a run id) per call and flow; an audience already in a job is refused with
+        Adobe's text, as while its export runs (the fake's jobs never finish)."""
+        path = "/data/core/activation/disflowprovider/adhocrun"
+
+        def handle() -> tuple[int, dict[str, Any]]:
+            order = []
+            for flow_id, audiences in activation_info.items():
+                self._require(ResourceKind.FLOWS, flow_id, "POST", sandbox)
+                for audience in audiences:
+                    running = self.adhoc_jobs.get((flow_id, audience))
+                    if running is not None:
+                        message = (
+                            f"Run already going on for audience {audience} for order {flow_id} with run id {running}"
+                        )
+                        raise _status_error(400, "POST", path, code=None, message=message)
+                run_id = str(uuid.uuid4())
+                for audience in audiences:
+                    self.adhoc_jobs[(flow_id, audience)] = run_id
+                    order.append({"segment": audience, "order": flow_id, "statusURL": f"/runs/{run_id}"})
+            return 200, {"order": order}
+
+        return await self._request("POST", path, path, guard, log, handle)
 
     # ------------------------------------------------------------------ internals
     async def _request(

@@ -14,6 +14,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from app.domain.lifecycle import ActivationStatus
 from app.domain.model import DesiredChange, Operation
@@ -24,8 +25,8 @@ from .repository import REQUEST_ROLLBACK
 from .statements import StatementPool
 
 LOCK_ACTIVATION = """
-SELECT id, status, revision, desired_state, queued_operations, name, segments, attributes, drift_policy,
-       flow_id, sandbox
+SELECT id, status, revision, desired_state, state, queued_operations, name, segments, attributes,
+       drift_policy, flow_id, sandbox
   FROM activations
  WHERE id = %(id)s AND client_id = %(client_id)s
    FOR UPDATE
@@ -50,8 +51,9 @@ ON CONFLICT (client_id, activation_id, key) DO UPDATE
 # and its steps, the event, and a NOTIFY that wakes a worker (the statements below add the rest).
 _NEW_OPERATION = """
 WITH new_operation AS (
-    INSERT INTO activation_operations (id, activation_id, kind, workflow_version, status, revision)
-    VALUES (%(operation_id)s, %(id)s, %(kind)s, %(version)s, 'pending', %(revision)s)
+    INSERT INTO activation_operations (id, activation_id, kind, workflow_version, status, revision, params)
+    VALUES (%(operation_id)s, %(id)s, %(kind)s, %(version)s, 'pending', %(revision)s,
+            coalesce(CAST(%(params)s AS jsonb), '{}'))
     RETURNING id
 ), new_steps AS (
     INSERT INTO operation_steps (operation_id, name, position, status)
@@ -80,6 +82,16 @@ QUEUE_UPDATE_OPERATION = f"""{_NEW_OPERATION}, moved AS (
        SET revision = %(revision)s, name = %(name)s, segments = CAST(%(segments)s AS jsonb),
            attributes = CAST(%(attributes)s AS jsonb), drift_policy = %(drift_policy)s,
            queued_operations = queued_operations + 1, run_after = now(), updated_at = now()
+     WHERE id = %(id)s
+)
+SELECT pg_notify('{NOTIFY_CHANNEL}', CAST(%(id)s AS text))
+"""
+
+# An export (contract §12): no new revision (the desired state does not change), its audiences in
+# the operation's params.
+QUEUE_EXPORT_OPERATION = f"""{_NEW_OPERATION}, moved AS (
+    UPDATE activations
+       SET queued_operations = queued_operations + 1, run_after = now(), updated_at = now()
      WHERE id = %(id)s
 )
 SELECT pg_notify('{NOTIFY_CHANNEL}', CAST(%(id)s AS text))
@@ -132,6 +144,7 @@ class LockedActivation:
     status: ActivationStatus
     revision: int
     desired_state: str
+    state: str | None
     queued_operations: int
     name: str | None
     segments: list[dict[str, Any]]
@@ -195,6 +208,7 @@ class QueueTransaction:
             status=ActivationStatus(row["status"]),
             revision=row["revision"],
             desired_state=row["desired_state"],
+            state=row["state"],
             queued_operations=row["queued_operations"],
             name=row["name"],
             segments=row["segments"],
@@ -241,6 +255,7 @@ class QueueTransaction:
             "revision": revision,
             "desired_state": desired_state,
             "steps": list(steps),
+            "params": None,
         }
         await self._conn.execute(QUEUE_FLOW_STATE_OPERATION, params)
 
@@ -264,8 +279,23 @@ class QueueTransaction:
             "segments": json.dumps(desired.segments),
             "attributes": json.dumps(desired.attributes),
             "drift_policy": desired.drift_policy,
+            "params": None,
         }
         await self._conn.execute(QUEUE_UPDATE_OPERATION, params)
+
+    async def queue_export(
+        self, operation_id: uuid.UUID, *, version: int, revision: int, steps: Sequence[str], segments: Sequence[str]
+    ) -> None:
+        params = {
+            "id": self.activation_id,
+            "operation_id": operation_id,
+            "kind": "export",
+            "version": version,
+            "revision": revision,
+            "steps": list(steps),
+            "params": Jsonb({"segments": list(segments)}),
+        }
+        await self._conn.execute(QUEUE_EXPORT_OPERATION, params)
 
     async def request_teardown(self, operation_id: uuid.UUID, *, kind: str) -> bool:
         """Request the rollback (repository.REQUEST_ROLLBACK) and record its operation; False when

@@ -19,6 +19,7 @@ from app.domain.drift import STATE_CHANGED
 from app.domain.lifecycle import OperationStatus, StepStatus
 from app.domain.model import Lease, LeaseLost, Operation
 from app.domain.ports import BegunOperation, EventRows
+from app.domain.runs import placeholder_run
 from app.domain.workflows import OperationKind
 
 from .saga_store import TERMINAL_CHANNEL, event_rows
@@ -39,7 +40,7 @@ _EVENTS_CTE = """
 # operation_from_row maps, for the worker and the API alike.
 OPERATION_COLUMNS = """
        o.id, o.activation_id, o.kind, o.workflow_version, o.status, o.revision, o.error, o.created_at,
-       o.started_at, o.completed_at,
+       o.started_at, o.completed_at, o.params, o.result,
        (SELECT coalesce(jsonb_agg(jsonb_build_object(
                    'name', s.name, 'position', s.position, 'status', s.status, 'attempts', s.attempts,
                    'started_at', s.started_at, 'finished_at', s.finished_at, 'attempted_at', s.attempted_at,
@@ -149,31 +150,39 @@ WITH fence AS (
        SET updated_at = now(),{_SET_STEP_VALUES},
            queued_operations = greatest(queued_operations - 1, 0),
            run_crashes = 0,
-           applied_revision = CASE WHEN %(succeeded)s::boolean
+           applied_revision = CASE WHEN %(succeeded)s::boolean AND %(confirms)s::boolean
                                    THEN greatest(coalesce(applied_revision, 0), %(revision)s::int)
                                    ELSE applied_revision END,
-           sync_error = CASE WHEN %(succeeded)s::boolean THEN NULL ELSE %(error)s::jsonb END,
-           sync_checked_at = CASE WHEN %(succeeded)s::boolean THEN now() ELSE sync_checked_at END,
+           sync_error = CASE WHEN NOT %(confirms)s::boolean THEN sync_error
+                             WHEN %(succeeded)s::boolean THEN NULL ELSE %(error)s::jsonb END,
+           sync_checked_at = CASE WHEN %(succeeded)s::boolean AND %(confirms)s::boolean THEN now()
+                                  ELSE sync_checked_at END,
            sync_differences = CASE
-               WHEN NOT %(succeeded)s::boolean OR sync_differences IS NULL THEN sync_differences
+               WHEN NOT %(succeeded)s::boolean OR NOT %(confirms)s::boolean OR sync_differences IS NULL
+                   THEN sync_differences
                WHEN %(resolves)s = 'all' THEN NULL
                ELSE (SELECT jsonb_agg(d) FROM jsonb_array_elements(sync_differences) d
                       WHERE d ->> 'kind' <> %(resolves)s) END,
-           desired_state = CASE WHEN NOT %(succeeded)s::boolean AND queued_operations <= 1
+           desired_state = CASE WHEN NOT %(succeeded)s::boolean AND %(confirms)s::boolean AND queued_operations <= 1
                                 THEN coalesce(state, desired_state)
                                 ELSE desired_state END,
            lease_owner = NULL, lease_expires_at = NULL, run_after = now()
      WHERE id = %(id)s AND lease_epoch = %(epoch)s
- RETURNING id
+ RETURNING id, flow_id
 ), last_step AS (
     UPDATE operation_steps AS s SET status = 'succeeded', finished_at = now(), error = NULL
       FROM fence
      WHERE s.operation_id = %(operation_id)s AND s.name = %(step)s::text
 ), ended AS (
     UPDATE activation_operations AS o
-       SET status = %(status)s, error = %(error)s::jsonb, completed_at = now()
+       SET status = %(status)s, error = %(error)s::jsonb, completed_at = now(), result = %(result)s::jsonb
       FROM fence
      WHERE o.id = %(operation_id)s AND o.status = 'running'
+), adhoc_runs AS (
+    INSERT INTO activation_runs AS r (id, activation_id, flow_id, status, trigger, started_at, run)
+    SELECT run ->> 'id', fence.id, fence.flow_id, 'processing', 'adhoc', CAST(run ->> 'startedAt' AS timestamptz), run
+      FROM fence, jsonb_array_elements(%(adhoc_runs)s::jsonb) AS run
+    ON CONFLICT (id) DO UPDATE SET trigger = 'adhoc', run = jsonb_set(r.run, '{{trigger}}', '"adhoc"')
 ){_EVENTS_CTE}, notified AS (
     SELECT pg_notify('{TERMINAL_CHANNEL}', id::text) FROM fence
 )
@@ -258,6 +267,7 @@ class OperationStore:
         events: EventRows = (),
         last_step: str | None = None,
         activation_values: Mapping[str, Any] | None = None,
+        result: dict[str, Any] | None = None,
     ) -> None:
         status = OperationStatus.SUCCEEDED if error is None else OperationStatus.FAILED
         data: dict[str, Any] = {
@@ -281,6 +291,9 @@ class OperationStore:
             "error": Jsonb(error) if error is not None else None,
             "events": event_rows(rows),
             "resolves": resolved_drift(operation.kind),
+            "confirms": confirms_revision(operation.kind),
+            "result": Jsonb(result) if error is None and result is not None else None,
+            "adhoc_runs": Jsonb(adhoc_runs(result) if error is None else []),
         }
         await self._fenced(FINISH_OPERATION, params, lease)
 
@@ -293,6 +306,19 @@ class OperationStore:
         if row is None:
             raise LeaseLost(f"lease on {lease.activation_id} (epoch {lease.epoch}) was taken over")
         return row
+
+
+def confirms_revision(kind: str) -> bool:
+    """Whether the operation's end says how the flow stands against the desired state (an update,
+    a pause, a resume), which an export does not: it leaves revision and sync as they were."""
+    return kind != OperationKind.EXPORT.value
+
+
+def adhoc_runs(result: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The runs an export started or joined, as the run list shows them until Adobe lists them."""
+    if not result:
+        return []
+    return [placeholder_run(run["id"], result.get("startedAt")) for run in result.get("runs", [])]
 
 
 def resolved_drift(kind: str) -> str:
@@ -333,4 +359,6 @@ def operation_from_row(row: Mapping[str, Any]) -> Operation:
         started_at=row["started_at"],
         completed_at=row["completed_at"],
         steps={s["name"]: step_from_json(s) for s in row["step_rows"] or []},
+        params=row["params"] or {},
+        result=row["result"],
     )

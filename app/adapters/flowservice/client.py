@@ -22,6 +22,15 @@ from .observe import CallObserver
 from .redact import sensitive_values
 from .transport import BEFORE_SEND, AiohttpTransport
 
+ADHOC_PATH = "/data/core/activation/disflowprovider/adhocrun"
+ADHOC_ACCEPT = "application/vnd.adobe.adhoc.activation+json; version=2"
+
+
+def default_adhoc_url(flow_service_url: str) -> str:
+    """The ad-hoc activation service on the Flow Service's host (Adobe serves both on platform.adobe.io)."""
+    parts = httpx.URL(flow_service_url)
+    return str(parts.copy_with(path=ADHOC_PATH, query=None))
+
 
 class FlowServiceClient:
     """Calls go straight to the transport (the connection pool it shares with the IMS client):
@@ -42,10 +51,12 @@ class FlowServiceClient:
         timeout: httpx.Timeout,
         user_agent: str,
         observer: CallObserver | None = None,
+        adhoc_url: str | None = None,
     ) -> None:
         self._transport = transport
         self._tokens = tokens
         self._base_url = base_url.rstrip("/")
+        self._adhoc_url = adhoc_url or default_adhoc_url(base_url)
         self._org_id = org_id
         self._extensions = {"timeout": timeout.as_dict()}
         self._user_agent = user_agent
@@ -207,6 +218,29 @@ class FlowServiceClient:
         etag_value = data.get("etag")
         return str(etag_value) if etag_value else None
 
+    # --- export now ----------------------------------------------------------------------------------
+    async def adhoc_run(
+        self,
+        activation_info: Mapping[str, list[str]],
+        *,
+        sandbox: str,
+        guard: Guard | None = None,
+        log: CallLog | None = None,
+    ) -> dict[str, Any]:
+        """Adobe's ad-hoc activation (flow-service.md Part 3 §3.4), version 2 of its API: without the
+        versioned Accept header the older version applies and demands `exportIds`."""
+        return await self._call(
+            "POST",
+            ADHOC_PATH,
+            sandbox=sandbox,
+            endpoint=ADHOC_PATH,
+            json={"activationInfo": dict(activation_info)},
+            headers={"Accept": ADHOC_ACCEPT},
+            guard=guard,
+            log=log,
+            url=self._adhoc_url,
+        )
+
     # --- plumbing ----------------------------------------------------------------------------------
     async def _call(
         self,
@@ -220,8 +254,10 @@ class FlowServiceClient:
         headers: Mapping[str, str] | None = None,
         guard: Guard | None = None,
         log: CallLog | None = None,
+        url: str | None = None,
     ) -> dict[str, Any]:
-        """One logical call; a 401 triggers exactly one token refresh and one retry."""
+        """One logical call (to ``url`` instead of the Flow Service's ``path`` when given); a 401
+        triggers exactly one token refresh and one retry."""
         for refreshed in (False, True):
             token = await self._tokens.get()
             request_id = str(uuid.uuid4())
@@ -241,7 +277,7 @@ class FlowServiceClient:
             try:
                 request = httpx.Request(
                     method,
-                    self._base_url + path,
+                    url or self._base_url + path,
                     params=list(params.items()) if isinstance(params, Mapping) else list(params or ()),
                     json=json,
                     headers=all_headers,
