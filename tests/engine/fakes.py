@@ -12,6 +12,7 @@ fault injection. Nothing here touches a database, a socket or a subprocess.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import hmac
@@ -279,6 +280,7 @@ class FakeStore:
         *,
         desired_state: str | None = None,
         change: DesiredChange | None = None,
+        params: dict[str, Any] | None = None,
     ) -> uuid.UUID:
         """Queue an operation of ``workflow`` as the API's queue does: pending, a step row per
         step, the activation's revision, desired state (or, for an update, ``change``: its lists,
@@ -289,7 +291,8 @@ class FakeStore:
             activation.name, activation.segments = change.name, _json_copy(change.segments)
             activation.attributes, activation.drift_policy = list(change.attributes), change.drift_policy
         now = _now()
-        activation.revision += 1
+        if workflow.kind != OperationKind.EXPORT:  # an export leaves the desired state as it is
+            activation.revision += 1
         activation.queued_operations += 1
         activation.desired_state = desired_state or _TARGET_STATES.get(workflow.kind, activation.desired_state)
         activation.updated_at = now
@@ -307,6 +310,7 @@ class FakeStore:
                 step: StepState(name=step, position=i, status=StepStatus.PENDING)
                 for i, step in enumerate(workflow.step_names)
             },
+            params=_json_copy(params or {}),
         )
         row.operations.append(_OperationRow(operation, next(self._seq), activation.desired_state))
         return operation.id
@@ -795,6 +799,7 @@ class FakeFlowService:
         self.resources: dict[str, dict[str, dict[str, Any]]] = {kind.value: {} for kind in ResourceKind}
         self.calls: list[UpstreamCall] = []
         self.adhoc_jobs: dict[tuple[str, str], str] = {}  # (flow, audience) → the run id of its export
+        self.runs: list[dict[str, Any]] = []  # the export runs the ad-hoc jobs started
         self.unguarded: list[str] = []  # requests sent without a guard
         self._faults: list[_Fault] = []
         self._hooks: list[_Hook] = []
@@ -852,21 +857,23 @@ class FakeFlowService:
         log: CallLog | None = None,
     ) -> list[dict[str, Any]]:
         path = f"/{collection}"
-        query = dict(params.items() if isinstance(params, Mapping) else params or ())
 
         def handle() -> tuple[int, list[dict[str, Any]]]:
             if collection == "connectionSpecs":
                 items = self._catalog.connection_specs()
             elif collection == "flowSpecs":
                 items = self._catalog.flow_specs()
+            elif collection == "runs":
+                items = copy.deepcopy(self.runs)
             elif collection in self.resources:
                 items = [copy.deepcopy(r) for r in self.resources[collection].values() if r["sandboxName"] == sandbox]
             else:
                 raise _status_error(404, "GET", path, code="1439", message="no such collection")
-            prop = query.get("property")
-            if prop:
-                name, _, value = prop.partition("==")
-                items = [item for item in items if str(item.get(name)) == value]
+            pairs = list(params.items()) if isinstance(params, Mapping) else list(params or ())
+            for key, prop in pairs:
+                name, equals, value = prop.partition("==")
+                if key == "property" and equals and "." not in name:  # windows (`>`) pass everything
+                    items = [item for item in items if str(item.get(name)) in value.split(",")]
             return 200, items
 
         return await self._request("GET", path, path, guard, log, handle)
@@ -1024,6 +1031,18 @@ class FakeFlowService:
                         )
                         raise _status_error(400, "POST", path, code=None, message=message)
                 run_id = str(uuid.uuid4())
+                entities = [{"id": f"segment:{audience}", "outputRecordCount": 0} for audience in audiences]
+                self.runs.append(
+                    {
+                        "id": run_id,
+                        "flowId": flow_id,
+                        "metrics": {
+                            "durationSummary": {"startedAtUTC": int(time.time() * 1000)},
+                            "recordSummary": {"targetSummaries": [{"entitySummaries": entities}]},
+                            "statusSummary": {"status": "Processing"},
+                        },
+                    }
+                )
                 for audience in audiences:
                     self.adhoc_jobs[(flow_id, audience)] = run_id
                     order.append({"segment": audience, "order": flow_id, "statusURL": f"/runs/{run_id}"})
@@ -1077,7 +1096,8 @@ class FakeFlowService:
         pending = [entry for entry in self._late if entry[0] == method and entry[1] == path]
         for entry in pending:
             self._late.remove(entry)
-            entry[2]()
+            with contextlib.suppress(UpstreamStatusError):  # refused when it lands: it changes nothing
+                entry[2]()
 
     def _take_fault(self, method: str, path: str, endpoint: str) -> _Fault | None:
         for fault in self._faults:
