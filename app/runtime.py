@@ -306,6 +306,7 @@ class Runtime:
             WORKFLOWS,
             self.metrics,
             owner=self.identity,
+            full_sweep_seconds=settings.reconcile_full_sweep_seconds,
         )
         api_runs = RunStore(self.api_statements)
         on_demand_mirror = RunMirror(
@@ -317,7 +318,13 @@ class Runtime:
         )
         self.run_queries = RunQueries(api_runs, on_demand_mirror)
         self.reconciler = Reconciler(
-            DriftStore(self.api_statements), api_runs, self.flow_service, WORKFLOWS, self.metrics, owner=self.identity
+            DriftStore(self.api_statements),
+            api_runs,
+            self.flow_service,
+            WORKFLOWS,
+            self.metrics,
+            owner=self.identity,
+            full_sweep_seconds=settings.reconcile_full_sweep_seconds,
         )
         self.cycles: BackgroundCycles | None = None
         self.worker: Worker | None = None

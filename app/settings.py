@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         gt=0,
         description="How often every live activation's dataflow is compared with its desired state.",
     )
+    reconcile_full_sweep_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How often a reconcile reads every live activation's flow (finding deleted flows); the cycles "
+        "in between read only the flows changed since the one before.",
+    )
     run_delay_threshold_seconds: float = Field(
         default=9000.0,
         gt=0,

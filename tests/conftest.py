@@ -59,7 +59,7 @@ def db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
 def truncate_all(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
-            "TRUNCATE activations, activation_steps, activation_events, idempotency_keys, run_watermarks,"
+            "TRUNCATE activations, activation_steps, activation_events, idempotency_keys, cycle_watermarks,"
             " background_leases CASCADE"
         )
 

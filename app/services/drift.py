@@ -1,7 +1,12 @@
-"""The reconciler (contract §13): reads every live activation's flow on a schedule, in batches of
-50 ids a call (`GET /flows?property=id==a,b,…`), records in `sync` how each differs from its
-applied desired state (domain/drift.py), and under `driftPolicy: enforce` queues the operation
-that restores it. `POST /activations/{id}/reconcile` checks one now.
+"""The reconciler (contract §13): compares live activations' flows with their applied desired
+state (domain/drift.py), records in `sync` how each differs, and under `driftPolicy: enforce`
+queues the operation that restores it. `POST /activations/{id}/reconcile` checks one now.
+
+A cycle reads, per sandbox, only the flows changed since the last cycle (`GET /flows?property=
+updatedAt>…`, pages of 100): every edit moves a flow's `updatedAt`, so the calls grow with the edits,
+not with the activations. A flow that was deleted is not in that list, so every
+RECONCILE_FULL_SWEEP_SECONDS a full sweep reads every live activation's flow by id, 50 a call
+(`property=id==a,b,…`), and finds what is gone.
 
 Only activations whose desired state is applied and whose queue is empty are compared: anything on
 its way converges the flow anyway. One process at a time runs a cycle (the "reconcile" lease).
@@ -33,6 +38,14 @@ log = structlog.get_logger(__name__)
 
 LEASE_NAME = "reconcile"
 FLOWS = "flows"
+# The watermarks (run_store): the flows changed after this are read; the last full sweep.
+FLOWS_CHANGED = "flows-changed"
+FULL_SWEEP = "reconcile-full-sweep"
+OVERLAP_MS = 15 * 60 * 1000
+
+
+def _ms(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 class DriftObserver(Protocol):
@@ -60,7 +73,9 @@ class Reconciler:
         observer: DriftObserver,
         *,
         owner: str,
+        full_sweep_seconds: float,
     ) -> None:
+        self._full_sweep_ms = full_sweep_seconds * 1000
         self._store = store
         self._leases = leases
         self._flows = flows
@@ -76,7 +91,7 @@ class Reconciler:
         checked = drifted = repairs = 0
         try:
             for sandbox in await self._leases.live_sandboxes():
-                report = await self._reconcile(await self._store.reconcilable(sandbox), sandbox, lease)
+                report = await self._reconcile_sandbox(sandbox, lease)
                 checked, drifted, repairs = checked + report.checked, drifted + report.drifted, repairs + report.repairs
         finally:
             elapsed = time.monotonic() - started
@@ -96,16 +111,43 @@ class Reconciler:
                 503, "upstream-unavailable", "Adobe unavailable", "the dataflow could not be read from Adobe"
             ) from None
 
+    async def _reconcile_sandbox(self, sandbox: str, lease: BackgroundLease) -> ReconcileReport:
+        now_ms = int(time.time() * 1000)
+        activations = await self._store.reconcilable(sandbox)
+        last_sweep = await self._leases.watermark(FULL_SWEEP, sandbox)
+        changed_after = await self._leases.watermark(FLOWS_CHANGED, sandbox)
+        if last_sweep is None or changed_after is None or now_ms - last_sweep >= self._full_sweep_ms:
+            report = await self._reconcile(activations, sandbox, lease)
+            await self._leases.set_watermark(FULL_SWEEP, sandbox, now_ms, lease=lease)
+            await self._leases.set_watermark(FLOWS_CHANGED, sandbox, now_ms - OVERLAP_MS, lease=lease)
+            return report
+        params = [("property", f"updatedAt>{changed_after}"), ("limit", PAGE_LIMIT)]
+        changed = {str(f.get("id")): f for f in await self._flows.list_all(FLOWS, sandbox=sandbox, params=params)}
+        report = await self._reconcile([a for a in activations if a.flow_id in changed], sandbox, lease, flows=changed)
+        newest = max((ms for ms in (_ms(f.get("updatedAt")) for f in changed.values()) if ms is not None), default=None)
+        if newest is not None:
+            mark = min(newest, now_ms) - OVERLAP_MS  # Adobe's clock and ours differ a little
+            if mark > changed_after:
+                await self._leases.set_watermark(FLOWS_CHANGED, sandbox, mark, lease=lease)
+        return report
+
     async def _reconcile(
-        self, activations: Sequence[Reconcilable], sandbox: str, lease: BackgroundLease | None
+        self,
+        activations: Sequence[Reconcilable],
+        sandbox: str,
+        lease: BackgroundLease | None,
+        *,
+        flows: dict[str, dict[str, Any]] | None = None,
     ) -> ReconcileReport:
+        """Compare these activations with their flows (read by id unless given)."""
         if not activations:
             return ReconcileReport(0, 0, 0)
-        flows: dict[str, dict[str, Any]] = {}
-        for ids in chunks([a.flow_id for a in activations], IDS_PER_CALL):
-            params = [("property", f"id=={','.join(ids)}"), ("limit", PAGE_LIMIT)]
-            for flow in await self._flows.list_all(FLOWS, sandbox=sandbox, params=params):
-                flows[str(flow.get("id"))] = flow
+        if flows is None:
+            flows = {}
+            for ids in chunks([a.flow_id for a in activations], IDS_PER_CALL):
+                params = [("property", f"id=={','.join(ids)}"), ("limit", PAGE_LIMIT)]
+                for flow in await self._flows.list_all(FLOWS, sandbox=sandbox, params=params):
+                    flows[str(flow.get("id"))] = flow
         found = []
         for activation in activations:
             desired = desired_flow_of(activation.id, activation.name, activation.segments, activation.attributes)

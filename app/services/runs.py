@@ -37,6 +37,7 @@ log = structlog.get_logger(__name__)
 
 RUNS = "runs"
 LEASE_NAME = "runs-mirror"
+RUNS_STARTED = "runs-started"  # its watermark: the runs started after it are read
 # Adobe's largest page; and flow or run ids per `==` list (a query string stays short).
 PAGE_LIMIT = "100"
 IDS_PER_CALL = 50
@@ -136,7 +137,7 @@ class RunMirror:
         if not flows:
             return 0, 0
         now_ms = int(time.time() * 1000)
-        watermark = await self._store.watermark(sandbox)
+        watermark = await self._store.watermark(RUNS_STARTED, sandbox)
         if watermark is None:
             watermark = now_ms - int(FIRST_LOOKBACK.total_seconds() * 1000)
         window = [
@@ -153,7 +154,7 @@ class RunMirror:
             # Never past now: a run that starts later but reports an earlier start stays in view.
             mark = min(newest, now_ms) - int(OVERLAP.total_seconds() * 1000)
             if mark > watermark:
-                await self._store.set_watermark(sandbox, mark, lease=lease)
+                await self._store.set_watermark(RUNS_STARTED, sandbox, mark, lease=lease)
         return len(docs), written
 
     async def _by_id(self, sandbox: str, run_ids: Sequence[str]) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """Export runs, drift and export now (contract §12, §13): the runs mirrored from Adobe, the newest
 one on the activation, the differences a reconcile found, an operation's result (the runs an export
-started), the watermark of each sandbox's run mirroring, and the leases that let one process at a
+started), where each sandbox's background cycles go on from, and the leases that let one process at a
 time run a background cycle.
 
 Revision ID: 0004
@@ -57,9 +57,10 @@ def upgrade() -> None:
         postgresql_where=sa.text("status IN ('processing', 'waiting')"),
     )
     op.create_table(
-        "run_watermarks",
+        "cycle_watermarks",
+        sa.Column("cycle", sa.Text(), primary_key=True),
         sa.Column("sandbox", sa.Text(), primary_key=True),
-        sa.Column("started_after_ms", sa.BigInteger(), nullable=False),
+        sa.Column("after_ms", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", TZ, nullable=False, server_default=sa.text("now()")),
     )
     op.create_table(
@@ -73,7 +74,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("background_leases")
-    op.drop_table("run_watermarks")
+    op.drop_table("cycle_watermarks")
     op.drop_index("ix_activation_runs_unfinished", table_name="activation_runs")
     op.drop_index("ix_activation_runs_activation_started", table_name="activation_runs")
     op.drop_table("activation_runs")

@@ -22,7 +22,7 @@ TABLES = {
     "operation_steps",
     "operation_keys",
     "activation_runs",
-    "run_watermarks",
+    "cycle_watermarks",
     "background_leases",
 }
 

@@ -64,8 +64,8 @@ SELECT a.flow_id, a.sandbox,
   FROM activations a WHERE a.id = %(id)s
 """
 
-RUN_WATERMARK = """
-SELECT started_after_ms FROM run_watermarks WHERE sandbox = %(sandbox)s
+WATERMARK = """
+SELECT after_ms FROM cycle_watermarks WHERE cycle = %(cycle)s AND sandbox = %(sandbox)s
 """
 
 # The lease (when the cycle holds one) fences the whole statement: no lease row matches, nothing is written.
@@ -76,12 +76,13 @@ fence AS (
                     WHERE name = %(lease)s AND epoch = %(epoch)s AND expires_at > now())
 )"""
 
-SET_RUN_WATERMARK = f"""
+# A watermark only moves on.
+SET_WATERMARK = f"""
 WITH {LEASE_FENCE}
-INSERT INTO run_watermarks (sandbox, started_after_ms)
-SELECT %(sandbox)s, %(started_after_ms)s FROM fence
-ON CONFLICT (sandbox) DO UPDATE
-   SET started_after_ms = greatest(run_watermarks.started_after_ms, excluded.started_after_ms), updated_at = now()
+INSERT INTO cycle_watermarks AS w (cycle, sandbox, after_ms)
+SELECT %(cycle)s, %(sandbox)s, %(after_ms)s FROM fence
+ON CONFLICT (cycle, sandbox) DO UPDATE
+   SET after_ms = greatest(w.after_ms, excluded.after_ms), updated_at = now()
 """
 
 # Record a batch of runs as read: new ones inserted, unfinished ones brought up to date (a finished
@@ -208,13 +209,13 @@ class RunStore:
             return None
         return ActivationRunState(row["flow_id"], row["sandbox"], row["newest_started_at"], list(row["unfinished"]))
 
-    async def watermark(self, sandbox: str) -> int | None:
-        row = await self._db.fetchone(RUN_WATERMARK, {"sandbox": sandbox})
-        return int(row["started_after_ms"]) if row is not None else None
+    async def watermark(self, cycle: str, sandbox: str) -> int | None:
+        row = await self._db.fetchone(WATERMARK, {"cycle": cycle, "sandbox": sandbox})
+        return int(row["after_ms"]) if row is not None else None
 
-    async def set_watermark(self, sandbox: str, started_after_ms: int, *, lease: BackgroundLease | None) -> None:
-        params = {"sandbox": sandbox, "started_after_ms": started_after_ms, **fence_params(lease)}
-        await self._db.execute(SET_RUN_WATERMARK, params)
+    async def set_watermark(self, cycle: str, sandbox: str, after_ms: int, *, lease: BackgroundLease | None) -> None:
+        params = {"cycle": cycle, "sandbox": sandbox, "after_ms": after_ms, **fence_params(lease)}
+        await self._db.execute(SET_WATERMARK, params)
 
     async def record_runs(
         self, runs: Sequence[tuple[uuid.UUID, MirroredRun]], *, lease: BackgroundLease | None

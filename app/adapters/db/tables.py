@@ -218,12 +218,14 @@ activation_runs = Table(
     Index("ix_activation_runs_unfinished", "started_at", postgresql_where=text("status IN ('processing', 'waiting')")),
 )
 
-# Where each sandbox's run mirroring goes on from: runs started after this (epoch ms, Adobe's unit).
-run_watermarks = Table(
-    "run_watermarks",
+# Where each sandbox's background cycles go on from (epoch ms, Adobe's unit): the runs started
+# after, the flows changed after, the last full sweep of the reconcile.
+cycle_watermarks = Table(
+    "cycle_watermarks",
     metadata,
+    Column("cycle", Text, primary_key=True),
     Column("sandbox", Text, primary_key=True),
-    Column("started_after_ms", BigInteger, nullable=False),
+    Column("after_ms", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
 )
 
