@@ -30,7 +30,7 @@ from app.adapters.db.repository import ActivationRepository
 from app.adapters.db.run_store import RunStore
 from app.adapters.db.saga_store import SagaStore
 from app.adapters.db.statements import StatementPool
-from app.adapters.db.stats import queue_stats, unrunnable_work
+from app.adapters.db.stats import newest_success_age, queue_stats, unrunnable_work
 from app.adapters.flowservice import FlowServiceClient, TokenProvider, UpstreamCall
 from app.adapters.flowservice.client import build_http_client, build_transport, upstream_timeout
 from app.api.auth import ApiKeyRegistry
@@ -414,6 +414,12 @@ class Runtime:
             log.warning("unrunnable work unavailable", error=type(exc).__name__)
             unrunnable = None
         self.metrics.unrunnable_operations.set(float("nan") if unrunnable is None else unrunnable)
+        try:
+            age = await asyncio.wait_for(newest_success_age(self.engine), _DATABASE_CHECK_TIMEOUT_SECONDS)
+        except Exception as exc:
+            log.warning("export run age unavailable", error=type(exc).__name__)
+            age = None
+        self.metrics.newest_success_age.set(float("nan") if age is None else age)
 
     async def _unrunnable_work(self) -> int:
         return await unrunnable_work(

@@ -74,3 +74,26 @@ async def unrunnable_work(
     params = {"create_versions": list(create_versions), "operation_versions": list(operation_versions)}
     async with engine.connect() as conn:
         return int((await conn.execute(UNRUNNABLE, params)).scalar_one())
+
+
+# Of the live activations that ever had a successful export run, the age of the oldest "newest
+# success": the one that has gone longest without delivering (NULL when none had one). One index
+# probe per live activation (ix_activation_runs_activation_started, newest first).
+NEWEST_SUCCESS_AGE = text(
+    """
+    SELECT extract(epoch FROM now() - min(newest.completed_at)) AS age
+      FROM activations a
+      CROSS JOIN LATERAL (
+          SELECT coalesce(r.completed_at, r.started_at) AS completed_at FROM activation_runs r
+           WHERE r.activation_id = a.id AND r.status = 'succeeded'
+           ORDER BY r.started_at DESC, r.id DESC LIMIT 1
+      ) AS newest
+     WHERE a.status = 'succeeded'
+    """
+)
+
+
+async def newest_success_age(engine: AsyncEngine) -> float | None:
+    async with engine.connect() as conn:
+        value = (await conn.execute(NEWEST_SUCCESS_AGE)).scalar_one()
+    return float(value) if value is not None else None
