@@ -82,6 +82,29 @@ class FaultIn(BaseModel):
             raise ValueError(f"a {self.status} answer carries no body")
 
 
+class ClockIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    speed: float | None = Field(default=None, ge=0.0, le=1_000_000.0)
+    advanceSeconds: float = Field(default=0.0, ge=0.0)
+
+
+class NextRunsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sandbox: str = DEFAULT_SANDBOX
+    outcome: Literal["success", "failed", "processing"]
+    times: int = Field(default=1, ge=1, le=1000)
+    skippedRecords: int | None = Field(default=None, ge=0)
+
+
+class RunNowIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sandbox: str = DEFAULT_SANDBOX
+    audiences: list[str] | None = None
+
+
 class ContainingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -242,6 +265,36 @@ def build_router() -> APIRouter:
             return emulator_state(request).service.edit_flow_as_person(edit.sandbox, flow_id, edit.to_edit())
         except EditRefused as exc:
             raise HTTPException(409, str(exc)) from None
+
+    @router.get("/clock")
+    async def get_clock(request: Request) -> JsonObject:
+        return emulator_state(request).clock.view()
+
+    @router.post("/clock")
+    async def set_clock(change: ClockIn, request: Request) -> JsonObject:
+        """Speed the emulator's clock up (or down), and/or step it forward (see :mod:`.clock`)."""
+        clock = emulator_state(request).clock
+        clock.change(speed=change.speed, advance_seconds=change.advanceSeconds)
+        return clock.view()
+
+    @router.post("/flows/{flow_id}/runs/next", status_code=204)
+    async def script_next_runs(flow_id: str, script: NextRunsIn, request: Request) -> Response:
+        """The flow's next ``times`` runs (scheduled or ad hoc) end as ``outcome`` (``processing``: never)."""
+        state = emulator_state(request)
+        if state.store.get("flows", script.sandbox, flow_id) is None:
+            raise HTTPException(404, f"no flow {flow_id} in sandbox {script.sandbox}")
+        state.runs.script(flow_id, script.outcome, times=script.times, skipped_records=script.skippedRecords)
+        return Response(status_code=204)
+
+    @router.post("/flows/{flow_id}/runs", status_code=201)
+    async def run_now(flow_id: str, body: RunNowIn, request: Request) -> JsonObject:
+        """A scheduled run of the flow now (of these audiences, default all), without waiting for its schedule."""
+        state = emulator_state(request)
+        flow = state.store.get("flows", body.sandbox, flow_id)
+        if flow is None:
+            raise HTTPException(404, f"no flow {flow_id} in sandbox {body.sandbox}")
+        run = state.runs.run_now(flow, body.sandbox, body.audiences)
+        return state.runs.render(run, lower_case=True)
 
     @router.post("/reset", status_code=204)
     async def reset(request: Request) -> Response:

@@ -105,8 +105,13 @@ def _get_spec(which: str) -> Handler:
 
 
 def _list_runs(state: EmulatorState, request: FlowRequest) -> Response:
-    current_caller(state, request)
-    return JSONResponse(state.service.list_runs(request.query()))
+    caller = current_caller(state, request)
+    return JSONResponse(state.runs.list_body(caller.sandbox, request.query()))
+
+
+def _get_run(state: EmulatorState, request: FlowRequest) -> Response:
+    caller = current_caller(state, request)
+    return JSONResponse(state.runs.get_body(caller.sandbox, request.path_params["run_id"]))
 
 
 def _flow_action(state: EmulatorState, request: FlowRequest) -> Response:
@@ -174,6 +179,7 @@ def _build_routes() -> tuple[Route, ...]:
         routes.append(Route("GET", f"/{which}", _list_specs(which)))
         routes.append(Route("GET", f"/{which}/{{spec_id}}", _get_spec(which)))
     routes.append(Route("GET", "/runs", _list_runs))
+    routes.append(Route("GET", "/runs/{run_id}", _get_run))
     routes.append(Route("POST", "/flows/{flow_id}/action", _flow_action))
     for kind in KINDS:
         routes.append(Route("GET", f"/{kind}", _list(kind)))

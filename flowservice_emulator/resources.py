@@ -74,6 +74,8 @@ class ResourceService:
     def __init__(self, catalog: Catalog, store: ResourceStore) -> None:
         self.catalog = catalog
         self.store = store
+        # A flow's `lastRunDetails` (the run book's, see :mod:`.runs`), given the flow and its sandbox.
+        self.last_run_details: Callable[[JsonObject, str], JsonObject | None] | None = None
 
     # --- catalog -------------------------------------------------------------------------------------------
 
@@ -123,12 +125,14 @@ class ResourceService:
         return doc
 
     def get(self, kind: str, caller: Caller, resource_id: str) -> JsonObject:
-        return {"items": [self._present(self._require(kind, caller, resource_id))]}
+        return {"items": [self._present(self._require(kind, caller, resource_id), caller.sandbox)]}
 
     def list_resources(self, kind: str, caller: Caller, params: Sequence[tuple[str, str]]) -> JsonObject:
         query = parse_query(params, sortable=RESOURCE_SORT_FIELDS, default_order=DEFAULT_RESOURCE_ORDER)
         entries = [(entry.seq, entry.doc) for entry in self.store.entries(kind, caller.sandbox)]
-        page = paginate(entries, query, sortable=RESOURCE_SORT_FIELDS, project=self._present)
+        page = paginate(
+            entries, query, sortable=RESOURCE_SORT_FIELDS, project=lambda doc: self._present(doc, caller.sandbox)
+        )
         return _list_body(kind, page)
 
     def patch(self, kind: str, caller: Caller, resource_id: str, if_match: str | None, body: Any) -> JsonObject:
@@ -220,11 +224,6 @@ class ResourceService:
         self.store.replace("flows", caller.sandbox, flow)
         return flow
 
-    def list_runs(self, params: Sequence[tuple[str, str]]) -> JsonObject:
-        # No flow ever runs in the emulator; the list is validated like any other and always empty.
-        query = parse_query(params, sortable=RESOURCE_SORT_FIELDS, default_order=None)
-        return _list_body("runs", paginate([], query, sortable=RESOURCE_SORT_FIELDS))
-
     def masked_state(self) -> tuple[JsonObject, JsonObject]:
         """All resources (masked) and their counts, by kind and sandbox."""
         resources: JsonObject = {}
@@ -243,8 +242,13 @@ class ResourceService:
             raise not_found(kind, resource_id)
         return doc
 
-    def _present(self, doc: JsonObject) -> JsonObject:
-        return mask_resource(doc, self.catalog)
+    def _present(self, doc: JsonObject, sandbox: str | None = None) -> JsonObject:
+        presented = mask_resource(doc, self.catalog)
+        if sandbox is not None and "runs" in doc and self.last_run_details is not None:  # a flow
+            details = self.last_run_details(doc, sandbox)
+            if details is not None:
+                presented = {**presented, "lastRunDetails": details}
+        return presented
 
     def _lookup(self, caller: Caller) -> Callable[[str, str], JsonObject | None]:
         return lambda kind, resource_id: self.store.get(kind, caller.sandbox, resource_id)

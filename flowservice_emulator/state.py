@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from .auth import TokenRegistry
 from .catalog import Catalog
+from .clock import EmulatorClock
 from .config import EmulatorConfig
 from .faults import FaultPlan
 from .history import RequestHistory
@@ -13,6 +14,7 @@ from .latecommits import LateCommits
 from .masking import history_secret_names
 from .persistence import StateFile
 from .resources import ResourceService
+from .runs import RunBook
 from .store import ResourceStore
 
 
@@ -24,6 +26,8 @@ class EmulatorState:
     tokens: TokenRegistry = field(default_factory=TokenRegistry)
     plan: FaultPlan = field(default_factory=FaultPlan)
     late_commits: LateCommits = field(default_factory=LateCommits)
+    clock: EmulatorClock = field(default_factory=EmulatorClock)
+    runs: RunBook = field(init=False)
     history: RequestHistory = field(init=False)
     service: ResourceService = field(init=False)
     state_file: StateFile | None = field(init=False, default=None)
@@ -31,10 +35,16 @@ class EmulatorState:
     def __post_init__(self) -> None:
         self.history = RequestHistory(self.config.history_limit, lambda: history_secret_names(self.catalog))
         self.service = ResourceService(self.catalog, self.store)
+        self.runs = RunBook(self.clock, self.store)
+        self.service.last_run_details = self._last_run_details
         if self.config.state_file is not None:
             self.state_file = StateFile(self.config.state_file, self.store)
             self.state_file.load()
             self.store.on_change = self.state_file.changed
+
+    def _last_run_details(self, flow: dict[str, object], sandbox: str) -> dict[str, object] | None:
+        self.runs.catch_up_flow(flow, sandbox)
+        return self.runs.last_run_details(str(flow["id"]))
 
     def close(self) -> None:
         """The server stopped: write anything not yet saved."""
@@ -48,3 +58,5 @@ class EmulatorState:
         self.tokens.clear()
         self.plan.clear()
         self.history.clear()
+        self.runs.reset()
+        self.clock.reset()
