@@ -59,8 +59,7 @@ def db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
 def truncate_all(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
-            "TRUNCATE activations, activation_steps, activation_events, idempotency_keys, cycle_watermarks,"
-            " background_leases CASCADE"
+            "TRUNCATE activations, activation_steps, activation_events, idempotency_keys, cycle_watermarks CASCADE"
         )
 
 
@@ -105,6 +104,11 @@ def gateway_env(database_url: str, emulator: EmulatorServer, **overrides: str) -
         # Many tests create far more than Adobe's 100 dataflows in one sandbox; test_dataflow_limit.py
         # sets its own limit.
         "DATAFLOW_LIMIT_PER_SANDBOX": "0",
+        # The background cycles (run mirroring, reconcile) call Adobe on their own schedule: a shared
+        # gateway runs them once at its start and not again (the lease is kept across tests), so that
+        # they never add calls to another test's emulator history. Their tests start their own.
+        "RUNS_POLL_INTERVAL_SECONDS": "86400",
+        "RECONCILE_INTERVAL_SECONDS": "86400",
     }
     env.update(overrides)
     return env
