@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psycopg
@@ -135,11 +135,12 @@ def gateway(gateway_process: GatewayProcess, emulator: EmulatorServer, database_
     return gateway_process
 
 
-def wait_for(
-    fetch: Callable[[], dict[str, Any]], done: Callable[[dict[str, Any]], bool], timeout: float = 30.0
-) -> dict[str, Any]:
+T = TypeVar("T")
+
+
+def wait_for(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float = 30.0) -> T:
     deadline = time.monotonic() + timeout
-    last: dict[str, Any] = {}
+    last: T | None = None
     while time.monotonic() < deadline:
         last = fetch()
         if done(last):

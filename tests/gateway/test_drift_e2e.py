@@ -169,7 +169,11 @@ def test_an_activation_being_changed_is_not_compared(gateway: GatewayProcess, em
 def test_the_reconcile_cycle_finds_drift_on_its_own(
     start_gateway: Callable[..., GatewayProcess], emulator: EmulatorServer
 ) -> None:
-    gateway = start_gateway(RECONCILE_INTERVAL_SECONDS="0.5", RUNS_POLL_INTERVAL_SECONDS="3600")
+    # the first full sweep may run while only some of the activations are live: sweep often enough
+    # that one sees all three
+    gateway = start_gateway(
+        RECONCILE_INTERVAL_SECONDS="0.5", RECONCILE_FULL_SWEEP_SECONDS="2", RUNS_POLL_INTERVAL_SECONDS="3600"
+    )
     client = gateway.client()
     activations = [live(gateway) for _ in range(3)]
     edit_in_adobe(emulator, activations[1]["flow"]["id"], {"name": "Renamed in the UI"})
@@ -183,11 +187,17 @@ def test_the_reconcile_cycle_finds_drift_on_its_own(
         assert checked["sync"]["status"] == "in_sync"
     # the cycle reads the flows in batches: a full sweep lists them by id, several to a call; the
     # cycles after it list only the flows changed since (how the rename was found)
-    listed = [
-        dict(parse_qsl(e["query"]))["property"]
-        for e in flow_service_requests(emulator)
-        if e["method"] == "GET" and e["path"].endswith("/flows") and "property" in dict(parse_qsl(e["query"]))
-    ]
     ids = {a["flow"]["id"] for a in activations}
-    assert any(p.startswith("id==") and len(set(p.removeprefix("id==").split(",")) & ids) >= 2 for p in listed), listed
-    assert any(p.startswith("updatedAt>") for p in listed), listed
+
+    def listed() -> list[str]:
+        return [
+            dict(parse_qsl(e["query"]))["property"]
+            for e in flow_service_requests(emulator)
+            if e["method"] == "GET" and e["path"].endswith("/flows") and "property" in dict(parse_qsl(e["query"]))
+        ]
+
+    def swept_together(properties: list[str]) -> bool:
+        return any(p.startswith("id==") and len(set(p.removeprefix("id==").split(",")) & ids) >= 2 for p in properties)
+
+    properties = wait_for(listed, swept_together, timeout=10)
+    assert any(p.startswith("updatedAt>") for p in properties), properties
