@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import admin, flowservice, ims
+from . import adhoc, admin, flowservice, ims
 from .config import BASE_PATH, EmulatorConfig
 from .dispatch import DirectRoutes, error_response
 from .errors import ApiError, FlowCode, flow_error
@@ -28,6 +28,7 @@ def create_app(config: EmulatorConfig | None = None, *, direct_dispatch: bool = 
     app.state.emulator = state
     app.include_router(ims.build_router())
     app.include_router(flowservice.build_router())
+    app.include_router(adhoc.build_router())
     app.include_router(admin.build_router())
     app.add_exception_handler(ApiError, _render_api_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _render_http_error)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BASE_PATH = "/data/foundation/flowservice"
+ADHOC_BASE_PATH = "/data/core/activation/disflowprovider"  # the ad-hoc activation service, beside it
 IMS_TOKEN_PATH = "/ims/token/v3"
 ADMIN_PATH = "/_emulator"
 DEFAULT_SANDBOX = "prod"

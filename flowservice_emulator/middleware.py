@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .config import ADMIN_PATH, BASE_PATH, DEFAULT_SANDBOX
+from .config import ADHOC_BASE_PATH, ADMIN_PATH, BASE_PATH, DEFAULT_SANDBOX
 from .dispatch import CapturedResponse, DirectRoutes
 from .errors import ApiError, generic_error
 from .faults import FaultRule
@@ -153,7 +153,7 @@ class EmulatorMiddleware:
     ) -> int:
         path: str = scope["path"]
         sandbox = None
-        if path.startswith(BASE_PATH):
+        if path.startswith((BASE_PATH, ADHOC_BASE_PATH)):
             sandbox = (_header(headers, b"x-sandbox-name") or "").strip() or DEFAULT_SANDBOX
         return self.state.history.record(
             method=scope["method"],

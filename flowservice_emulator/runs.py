@@ -176,9 +176,10 @@ class RunBook:
                 return run
         return None
 
-    def scheduled_running(self, flow_id: str) -> bool:
+    def scheduled_run_going_on(self, flow_id: str) -> Run | None:
+        """A scheduled export of the flow still processing now, if any."""
         now = self.clock.now_ms()
-        return any(not r.adhoc and not r.finished(now) for r in self._by_flow.get(flow_id, []))
+        return next((r for r in self._by_flow.get(flow_id, []) if not r.adhoc and not r.finished(now)), None)
 
     def last_run_details(self, flow_id: str) -> JsonObject | None:
         now = self.clock.now_ms()
