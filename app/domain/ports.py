@@ -138,6 +138,10 @@ class FlowService(Protocol):
         log: CallLog | None = None,
     ) -> list[dict[str, Any]]: ...
 
+    async def count(self, collection: str, *, sandbox: str, params: QueryParams | None = None) -> int:
+        """How many items a list endpoint holds (``count=true``: one call, whatever the number)."""
+        ...
+
     async def create(
         self,
         kind: ResourceKind,

@@ -18,8 +18,10 @@ from .problems import ServiceProblem
 
 log = structlog.get_logger(__name__)
 
-# Adobe's filter for the destination flows of a sandbox (flow-service.md §2.3); 100 is its page maximum.
-DESTINATION_FLOWS = {"property": "inheritedAttributes.properties.isDestinationFlow==true", "limit": "100"}
+# Adobe's filter for the destination flows of a sandbox (flow-service.md §2.3), counted with
+# `count=true`: one small answer however many flows the sandbox holds, where listing them would read
+# every flow's whole document at each refresh.
+DESTINATION_FLOWS = {"property": "inheritedAttributes.properties.isDestinationFlow==true"}
 # How long a create waits for a sandbox's dataflow count before it goes ahead unchecked.
 _COUNT_WAIT_SECONDS = 2.0
 
@@ -119,8 +121,8 @@ class DataflowLimit:
         mark, started = self._accepted[sandbox], time.monotonic()
         try:
             creates = await self._creates_without_flow(sandbox)
-            flows = await self._flows.list_all("flows", sandbox=sandbox, params=DESTINATION_FLOWS)
-            count = _Count(creates + len(flows), mark, started)
+            flows = await self._flows.count("flows", sandbox=sandbox, params=DESTINATION_FLOWS)
+            count = _Count(creates + flows, mark, started)
         except Exception as exc:  # any failure to count is the same to a create: go ahead unchecked
             log.warning("dataflow count unreadable: limit not enforced", sandbox=sandbox, reason=repr(exc))
             count = _Count(None, mark, started)

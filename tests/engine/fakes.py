@@ -847,6 +847,9 @@ class FakeFlowService:
         ]
 
     # ------------------------------------------------------------------ FlowService
+    async def count(self, collection: str, *, sandbox: str, params: QueryParams | None = None) -> int:
+        return len(await self.list_all(collection, sandbox=sandbox, params=params))
+
     async def list_all(
         self,
         collection: str,

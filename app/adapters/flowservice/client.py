@@ -87,6 +87,18 @@ class FlowServiceClient:
             query = [*first, ("continuationToken", token)]
         return items
 
+    async def count(self, collection: str, *, sandbox: str, params: QueryParams | None = None) -> int:
+        """``count=true`` answers ``{"count": N}`` alone (with ``limit`` it is an error, 1401-400)."""
+        pairs = list(params.items()) if isinstance(params, Mapping) else list(params or ())
+        query = [(name, value) for name, value in pairs if name != "limit"] + [("count", "true")]
+        path = f"/{collection}"
+        body = await self._call("GET", path, sandbox=sandbox, endpoint=path, params=query)
+        value = body.get("count")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            # An answer to read again later, like one that cannot be parsed.
+            raise UpstreamUnavailable(method="GET", path=path, reason="count=true answered no count")
+        return value
+
     # --- resources -----------------------------------------------------------------------------
     async def create(
         self,
