@@ -298,6 +298,7 @@ class Runtime:
             self.metrics,
             owner=self.identity,
             delay_threshold_seconds=settings.run_delay_threshold_seconds,
+            lease_seconds=settings.background_lease_seconds,
         )
         self.reconcile_cycle = Reconciler(
             DriftStore(self.worker_statements),
@@ -307,6 +308,7 @@ class Runtime:
             self.metrics,
             owner=self.identity,
             full_sweep_seconds=settings.reconcile_full_sweep_seconds,
+            lease_seconds=settings.background_lease_seconds,
         )
         api_runs = RunStore(self.api_statements)
         on_demand_mirror = RunMirror(
@@ -315,6 +317,7 @@ class Runtime:
             self.metrics,
             owner=self.identity,
             delay_threshold_seconds=settings.run_delay_threshold_seconds,
+            lease_seconds=settings.background_lease_seconds,
         )
         self.run_queries = RunQueries(api_runs, on_demand_mirror)
         self.reconciler = Reconciler(
@@ -325,6 +328,7 @@ class Runtime:
             self.metrics,
             owner=self.identity,
             full_sweep_seconds=settings.reconcile_full_sweep_seconds,
+            lease_seconds=settings.background_lease_seconds,
         )
         self.cycles: BackgroundCycles | None = None
         self.worker: Worker | None = None

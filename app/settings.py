@@ -100,6 +100,12 @@ class Settings(BaseSettings):
         description="How often a reconcile reads every live activation's flow (finding deleted flows); the cycles "
         "in between read only the flows changed since the one before.",
     )
+    background_lease_seconds: float = Field(
+        default=120.0,
+        gt=1,
+        description="How long a background cycle's lease lasts at least (longer when its interval is): a cycle "
+        "slower than this loses its fence and is redone; a process that dies mid-cycle holds the cycle up this long.",
+    )
     run_delay_threshold_seconds: float = Field(
         default=9000.0,
         gt=0,

@@ -28,7 +28,7 @@ from app.domain.ports import FlowService, UpstreamError
 from app.domain.workflows import Workflows
 
 from .problems import ServiceProblem
-from .runs import IDS_PER_CALL, PAGE_LIMIT, chunks, cycle_lease
+from .runs import DEFAULT_CYCLE_LEASE_SECONDS, IDS_PER_CALL, PAGE_LIMIT, chunks, cycle_lease
 
 if TYPE_CHECKING:
     from app.adapters.db.drift_store import DriftStore, Reconcilable
@@ -74,8 +74,10 @@ class Reconciler:
         *,
         owner: str,
         full_sweep_seconds: float,
+        lease_seconds: float = DEFAULT_CYCLE_LEASE_SECONDS,
     ) -> None:
         self._full_sweep_ms = full_sweep_seconds * 1000
+        self._lease_seconds = lease_seconds
         self._store = store
         self._leases = leases
         self._flows = flows
@@ -83,8 +85,13 @@ class Reconciler:
         self._observer = observer
         self._owner = owner
 
+    def _lease_for(self, interval_seconds: float) -> float:
+        return cycle_lease(interval_seconds, self._lease_seconds)
+
     async def cycle(self, *, interval_seconds: float) -> ReconcileReport | None:
-        lease = await self._leases.take_lease(LEASE_NAME, owner=self._owner, seconds=cycle_lease(interval_seconds))
+        lease = await self._leases.take_lease(
+            LEASE_NAME, owner=self._owner, seconds=cycle_lease(interval_seconds, self._lease_seconds)
+        )
         if lease is None:
             return None
         started = time.monotonic()

@@ -47,13 +47,13 @@ OVERLAP = timedelta(minutes=15)
 FIRST_LOOKBACK = timedelta(days=7)
 
 
-# A cycle's lease outlives a slow cycle (its writes stay fenced in); once done it is held only
-# until the next cycle is due.
-CYCLE_LEASE_MIN_SECONDS = 120.0
+# A cycle's lease outlives a slow cycle (its writes stay fenced in), and so holds the cycle up that
+# long when its process dies mid-cycle; once done it is held only until the next cycle is due.
+DEFAULT_CYCLE_LEASE_SECONDS = 120.0
 
 
-def cycle_lease(interval_seconds: float) -> float:
-    return max(interval_seconds, CYCLE_LEASE_MIN_SECONDS)
+def cycle_lease(interval_seconds: float, minimum_seconds: float) -> float:
+    return max(interval_seconds, minimum_seconds)
 
 
 class RunObserver(Protocol):
@@ -89,16 +89,23 @@ class RunMirror:
         *,
         owner: str,
         delay_threshold_seconds: float,
+        lease_seconds: float = DEFAULT_CYCLE_LEASE_SECONDS,
     ) -> None:
         self._store = store
+        self._lease_seconds = lease_seconds
         self._flows = flows
         self._observer = observer
         self._owner = owner
         self._delay_threshold = delay_threshold_seconds
 
+    def _lease_for(self, interval_seconds: float) -> float:
+        return cycle_lease(interval_seconds, self._lease_seconds)
+
     async def cycle(self, *, interval_seconds: float) -> MirrorReport | None:
         """One cycle over every sandbox with live activations; None when another process holds it."""
-        lease = await self._store.take_lease(LEASE_NAME, owner=self._owner, seconds=cycle_lease(interval_seconds))
+        lease = await self._store.take_lease(
+            LEASE_NAME, owner=self._owner, seconds=cycle_lease(interval_seconds, self._lease_seconds)
+        )
         if lease is None:
             return None
         started = time.monotonic()

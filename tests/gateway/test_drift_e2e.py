@@ -196,8 +196,10 @@ def test_the_reconcile_cycle_finds_drift_on_its_own(
             if e["method"] == "GET" and e["path"].endswith("/flows") and "property" in dict(parse_qsl(e["query"]))
         ]
 
-    def swept_together(properties: list[str]) -> bool:
-        return any(p.startswith("id==") and len(set(p.removeprefix("id==").split(",")) & ids) >= 2 for p in properties)
+    def swept_together_and_read_changes(properties: list[str]) -> bool:
+        together = any(
+            p.startswith("id==") and len(set(p.removeprefix("id==").split(",")) & ids) >= 2 for p in properties
+        )
+        return together and any(p.startswith("updatedAt>") for p in properties)
 
-    properties = wait_for(listed, swept_together, timeout=10)
-    assert any(p.startswith("updatedAt>") for p in properties), properties
+    wait_for(listed, swept_together_and_read_changes, timeout=10)
