@@ -7,7 +7,7 @@ import json
 import uuid
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr, ValidationError
 
@@ -18,7 +18,7 @@ from app.domain.plans import ACTIVATION_ID
 from app.services.activations import CreateCommand
 from app.services.operations import etag_of
 
-from .auth import current_client
+from .dependencies import Activations, Client, Repository
 from .idempotency import canonical_json, parse_idempotency_key, parse_prefer_wait
 from .problems import FieldError, ProblemError, problem_responses, validation_problem
 from .schemas import (
@@ -39,22 +39,6 @@ router = APIRouter(tags=["activations"])
 
 MAX_BODY_BYTES = 64 * 1024
 POLL_HINT_SECONDS = "1"
-
-Client = Annotated[str, Depends(current_client)]
-
-
-def activation_service(request: Request) -> ActivationService:
-    service: ActivationService = request.app.state.runtime.activations
-    return service
-
-
-def activation_repository(request: Request) -> ActivationRepository:
-    repository: ActivationRepository = request.app.state.runtime.repository
-    return repository
-
-
-Activations = Annotated["ActivationService", Depends(activation_service)]
-Repository = Annotated["ActivationRepository", Depends(activation_repository)]
 
 
 def _activation_response(activation: Activation, status_code: int, headers: dict[str, str] | None = None) -> Response:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 import structlog
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from app.domain.catalog import CatalogUnavailable, Destination, DestinationCheck
+from app.domain.catalog import CatalogUnavailable, Destination
 
 from .auth import current_client
+from .dependencies import Destinations
 from .problems import ProblemError, problem_responses
 
 router = APIRouter(tags=["destinations"])
@@ -54,11 +55,6 @@ _EXAMPLE = {
 }
 
 
-def destination_check(request: Request) -> DestinationCheck:
-    check: DestinationCheck = request.app.state.runtime.destinations
-    return check
-
-
 def _view(destination: Destination) -> AvailableDestination:
     return AvailableDestination.model_validate(
         {
@@ -89,7 +85,7 @@ def _view(destination: Destination) -> AvailableDestination:
     # The bearer scheme app/api/openapi_doc.py declares; it adds it to /activations* by itself.
     openapi_extra={"security": [{"bearerAuth": []}]},
 )
-async def list_destinations(check: Annotated[DestinationCheck, Depends(destination_check)]) -> DestinationList:
+async def list_destinations(check: Destinations) -> DestinationList:
     try:
         destinations = await check.listing()
     except CatalogUnavailable as exc:

@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.domain.lifecycle import OperationStatus
@@ -17,7 +17,7 @@ from app.domain.model import Activation
 from app.domain.workflows import OperationKind
 from app.services.operations import etag_of
 
-from .auth import current_client
+from .dependencies import Client, Operations, Repository, Watcher
 from .idempotency import parse_idempotency_key, parse_prefer_wait
 from .problems import ProblemError, problem_responses
 from .schemas import ActivationOut, OperationList, OperationOut
@@ -32,29 +32,10 @@ if TYPE_CHECKING:
 # there in v1), and every use of an activation is in one place.
 router = APIRouter(tags=["activations"])
 
-Client = Annotated[str, Depends(current_client)]
 POLL_HINT_SECONDS = "1"
 _WAIT_POLL_SECONDS = 1.0
 
 
-def operation_service(request: Request) -> OperationService:
-    service: OperationService = request.app.state.runtime.operations
-    return service
-
-
-def activation_repository(request: Request) -> ActivationRepository:
-    repository: ActivationRepository = request.app.state.runtime.repository
-    return repository
-
-
-def notifications(request: Request) -> Notifications:
-    watcher: Notifications = request.app.state.runtime.notifications
-    return watcher
-
-
-Operations = Annotated["OperationService", Depends(operation_service)]
-Repository = Annotated["ActivationRepository", Depends(activation_repository)]
-Watcher = Annotated["Notifications", Depends(notifications)]
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", description="Required: 1 to 255 visible ASCII characters.")
 ]

@@ -7,17 +7,14 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
+from .dependencies import Client, Operations, Reconcile, Repository, Runs, Watcher
 from .idempotency import parse_idempotency_key, parse_prefer_wait
 from .operations import (
-    Client,
     IdempotencyKey,
     IfMatch,
-    Operations,
     Prefer,
-    Repository,
-    Watcher,
     activation_response,
     answer,
     load,
@@ -28,24 +25,9 @@ from .problems import problem_responses
 from .schemas import ActivationOut, ExportRequest, RunList, RunOut
 
 if TYPE_CHECKING:
-    from app.services.drift import Reconciler
-    from app.services.runs import RunQueries
+    pass
 
 router = APIRouter(tags=["activations"])
-
-
-def run_queries(request: Request) -> RunQueries:
-    queries: RunQueries = request.app.state.runtime.run_queries
-    return queries
-
-
-def reconciler(request: Request) -> Reconciler:
-    service: Reconciler = request.app.state.runtime.reconciler
-    return service
-
-
-Runs = Annotated["RunQueries", Depends(run_queries)]
-Reconcile = Annotated["Reconciler", Depends(reconciler)]
 
 
 @router.get(

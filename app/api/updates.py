@@ -12,15 +12,12 @@ from fastapi.responses import JSONResponse, Response
 
 from app.domain.model import DesiredChange
 
+from .dependencies import Client, Operations, Repository, Watcher
 from .idempotency import parse_idempotency_key, parse_prefer_wait
 from .operations import (
-    Client,
     IdempotencyKey,
     IfMatch,
-    Operations,
     Prefer,
-    Repository,
-    Watcher,
     answer,
     load,
     mutation_doc,
