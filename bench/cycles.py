@@ -2,7 +2,7 @@
 reconcile cycle (contract §12, §13) at growing numbers of live activations.
 
 The activations are created through a real gateway against the emulator (no latency while they are
-made); the cycles then run in this process on the gateway's own code (app.runtime, with the
+made), which is then stopped; the cycles then run in this process on the gateway's own code (app.runtime, with the
 worker off), against the same database and emulator with the emulated latency per call, each one
 after the other with its lease freed first. Upstream calls are counted from the emulator's request
 history. Two mirroring figures: the first cycle after the emulator's clock moved a day on (every
@@ -26,6 +26,7 @@ from cryptography.fernet import Fernet
 
 from app.logging import configure_logging
 from app.runtime import AdobeEndpoints, Deployment, Runtime
+from app.services.drift import FLOWS_CHANGED
 from app.settings import Settings
 
 from .harness import (
@@ -65,16 +66,20 @@ def main(argv: list[str] | None = None) -> int:
                 "RUNS_POLL_INTERVAL_SECONDS": "86400",
                 "RECONCILE_INTERVAL_SECONDS": "86400",
             }
-            gateway, base_url = start_gateway(database_url, emulator_url, log_dir, extra_env=env)
             created = 0
             for size in sizes:
                 set_latency(emulator_url, 0, 0)
+                gateway, base_url = start_gateway(database_url, emulator_url, log_dir, extra_env=env)
                 batch = f"cycles-{size}"
-                asyncio.run(submit_burst(base_url, size - created, batch))
+                asyncio.run(submit_burst(base_url, size - created, batch, schedule=_DAILY))
                 done = wait_for_batch(database_url, batch, size - created, timeout=max(300.0, size * 0.2))
                 if done.succeeded != size - created:
                     raise RuntimeError(f"{batch}: {done.succeeded} of {size - created} went live")
                 created = size
+                # Stopped while the cycles are measured: its own cycles would take the leases freed
+                # for them (they run once at start and whenever a lease is free).
+                gateway.stop()
+                gateway = None
                 set_latency(emulator_url, args.latency_ms, 0)
                 results.append(asyncio.run(_measure(size, database_url, emulator_url)))
                 _print(results[-1])
@@ -99,6 +104,12 @@ async def _measure(size: int, database_url: str, emulator_url: str) -> dict[str,
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("DELETE FROM cycle_watermarks WHERE cycle <> 'runs-started'")
         full = await _timed(database_url, emulator_url, lambda: runtime.reconcile_cycle.cycle(interval_seconds=60))
+        # The flows were all made minutes ago, within the overlap a steady cycle reads again: stand
+        # for a later cycle, once nothing changed for longer than that.
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE cycle_watermarks SET after_ms = %s WHERE cycle = %s", (int(time.time() * 1000), FLOWS_CHANGED)
+            )
         steady_reconcile = await _timed(
             database_url, emulator_url, lambda: runtime.reconcile_cycle.cycle(interval_seconds=60)
         )
@@ -130,6 +141,10 @@ async def _timed(database_url: str, emulator_url: str, cycle: Any) -> dict[str, 
         raise RuntimeError("the cycle's lease was held elsewhere")
     calls = _calls_since(emulator_url, since)
     return {"calls": calls, "seconds": round(seconds, 3), "report": repr(report)}
+
+
+# Every day from today on: after the emulator's clock moves a day, every flow has a run to mirror.
+_DAILY = {"frequency": "DAILY", "triggerType": "SCHEDULED", "startTime": "00:30"}
 
 
 def _runtime(database_url: str, emulator_url: str) -> Runtime:

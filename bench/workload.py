@@ -22,9 +22,13 @@ TERMINAL = ("succeeded", "failed", "rolled_back", "rollback_failed")
 MERGE_PATCH = "application/merge-patch+json"
 
 
-def activation_body(batch: str) -> dict[str, Any]:
+def activation_body(batch: str, schedule: dict[str, Any] | None = None) -> dict[str, Any]:
     """A realistic request: two segments and two attributes to Adobe Campaign over S3. ``name``
-    tags the batch so the benchmark can count its activations in the database."""
+    tags the batch so the benchmark can count its activations in the database; ``schedule`` is
+    each segment's (the gateway's default when None)."""
+    segments: list[dict[str, Any]] = [{"id": str(uuid.uuid4()), "name": f"Segment {i}"} for i in range(2)]
+    if schedule is not None:
+        segments = [{**segment, "schedule": schedule} for segment in segments]
     return {
         "destination": "Adobe Campaign",
         "name": batch,
@@ -35,7 +39,7 @@ def activation_body(batch: str) -> dict[str, Any]:
             "bucketName": "acme-aep-exports",
             "path": "campaign/bench",
         },
-        "segments": [{"id": str(uuid.uuid4()), "name": f"Segment {i}"} for i in range(2)],
+        "segments": segments,
         "attributes": ["person.name.lastName", "personalEmail.address"],
     }
 
@@ -96,7 +100,9 @@ async def single_latency(base_url: str, count: int, batch: str) -> list[float]:
     return samples
 
 
-async def submit_burst(base_url: str, count: int, batch: str, *, connections: int = 64) -> float:
+async def submit_burst(
+    base_url: str, count: int, batch: str, *, connections: int = 64, schedule: dict[str, Any] | None = None
+) -> float:
     """Submit ``count`` activations as fast as the gateway accepts them; returns the seconds it took."""
     started = time.perf_counter()
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -109,7 +115,7 @@ async def submit_burst(base_url: str, count: int, batch: str, *, connections: in
                 queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            await _post(client, batch)
+            await _post(client, batch, body=activation_body(batch, schedule))
 
     async with _client(base_url, connections) as client:
         await asyncio.gather(*(sender(client) for _ in range(min(connections, count))))
