@@ -144,3 +144,38 @@ def test_a_restart_in_the_middle_of_mirroring_duplicates_nothing(
             assert_mirrors(run, upstream[run["id"]])
         run_events = Counter(e["data"]["id"] for e in events(second, activation["id"]) if e["type"] == "run")
         assert run_events == dict.fromkeys(upstream, 1), run_events
+
+
+def test_a_run_processing_past_the_threshold_is_reported_once(
+    start_gateway: Callable[..., GatewayProcess], emulator: EmulatorServer
+) -> None:
+    # The emulator's clock was reset for this test, so a run made now starts now on the gateway's
+    # clock too: past a 2 s threshold it has been processing "too long".
+    gateway = start_gateway(**MIRRORING, RUN_DELAY_THRESHOLD_SECONDS="2")
+    client = gateway.client()
+    start = live_with_runs(gateway)
+    flow_id = start["flow"]["id"]
+    script_next_runs(emulator, flow_id, "processing")
+    made = httpx.post(f"{emulator.url}/_emulator/flows/{flow_id}/runs", json={})
+    assert made.status_code == 201, made.text
+    run_id = made.json()["id"]
+
+    def delayed() -> list[dict[str, Any]]:
+        return [e for e in events(client, start["id"]) if e["type"] == "run_delayed"]
+
+    (event,) = wait_for(delayed, lambda found: len(found) >= 1, timeout=30)
+    assert event["data"]["runId"] == run_id and event["data"]["thresholdSeconds"] == 2
+    (run,) = runs_of(client, start["id"])
+    assert run["id"] == run_id and run["status"] == "processing"
+    # Later cycles read the run again (still processing) and report nothing more.
+    since = len(flow_service_requests(emulator))
+    wait_for(
+        lambda: flow_service_requests(emulator)[since:],
+        lambda calls: sum(c["method"] == "GET" and c["path"].endswith("/runs") for c in calls) >= 3,
+        timeout=30,
+    )
+    assert len(delayed()) == 1
+    reported = [
+        line for line in client.get("/metrics").text.splitlines() if line.startswith("gateway_export_runs_delayed_total")
+    ]
+    assert reported and float(reported[0].split()[-1]) == 1.0, reported
