@@ -191,6 +191,7 @@ async def _create_command(request: Request, client: str, *, key: str, service: A
         storage=storage,
         segments=[segment.normalized() for segment in body.segments],
         attributes=list(body.attributes),
+        drift_policy=body.driftPolicy,
         wait=None,
     )
     refused = service.check(command)

@@ -277,6 +277,10 @@ Attributes = Annotated[
 IMMUTABLE_FIELDS = ("destination", "storage", "sandbox")
 
 
+# Contract §13: what the reconciler does with a difference from the desired state.
+DriftPolicy = Literal["report", "enforce"]
+
+
 class ActivationRequest(Strict):
     """Activate segments and profile attributes to an email-marketing destination."""
 
@@ -286,6 +290,11 @@ class ActivationRequest(Strict):
     storage: Storage
     segments: Segments
     attributes: Attributes = Field(default_factory=list)
+    driftPolicy: DriftPolicy = Field(
+        default="report",
+        description="`report`: differences found in Adobe are recorded in `sync`; `enforce`: they are also repaired"
+        " by an update operation (§13). Changeable later by PATCH.",
+    )
 
     @field_validator("destination", "name")
     @classmethod
@@ -309,7 +318,7 @@ class ActivationPatch(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=100)
     segments: Segments | None = None
     attributes: Attributes | None = None
-    driftPolicy: Literal["report", "enforce"] | None = None
+    driftPolicy: DriftPolicy | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -449,7 +458,7 @@ class ActivationOut(BaseModel):
     appliedRevision: int | None = Field(description="The revision last confirmed upstream by reading the flow back.")
     state: Literal["enabled", "disabled"] | None = Field(description="The flow's state as last confirmed.")
     sync: SyncOut
-    driftPolicy: Literal["report", "enforce"]
+    driftPolicy: DriftPolicy
     lastRun: RunOut | None = Field(description="The newest export run mirrored from Adobe (§12), or null.")
 
 

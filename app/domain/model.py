@@ -126,6 +126,7 @@ class NewActivation:
     attributes: list[str]
     step_names: Sequence[str]
     workflow_version: int = 1
+    drift_policy: str = "report"
 
     def as_pending(self, created_at: datetime) -> Activation:
         """The activation exactly as create_idempotent stored it (created_at is the transaction's
@@ -150,6 +151,7 @@ class NewActivation:
             updated_at=created_at,
             completed_at=None,
             workflow_version=self.workflow_version,
+            drift_policy=self.drift_policy,
             steps={
                 name: StepState(name=name, position=i, status=StepStatus.PENDING)
                 for i, name in enumerate(self.step_names)

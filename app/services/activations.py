@@ -55,6 +55,7 @@ class CreateCommand:
     storage: dict[str, Any]
     segments: list[dict[str, Any]]
     attributes: list[str]
+    drift_policy: str
     wait: float | None
 
 
@@ -229,6 +230,7 @@ class ActivationService:
             credentials_ciphertext=credentials,
             segments=command.segments,
             attributes=command.attributes,
+            drift_policy=command.drift_policy,
             step_names=self._create.step_names,
             workflow_version=self._create.version,
         )

@@ -14,10 +14,11 @@ import pytest
 
 from flowservice_emulator import EmulatorServer
 from tests.conftest import wait_for
-from tests.gateway.test_activation_e2e import flow_service_requests
+from tests.gateway.test_activation_e2e import activate, flow_service_requests, refused
 from tests.gateway.test_operations_e2e import events, get_activation, live, operations, upstream_flow, wait_operation
 from tests.gateway.test_updates_e2e import applied, assert_flow_is, patch, person_in_adobe_ui
 from tests.support.gateway import GatewayProcess
+from tests.support.payloads import s3_request
 
 
 def edit_in_adobe(emulator: EmulatorServer, flow_id: str, edit: dict[str, Any]) -> None:
@@ -113,6 +114,33 @@ def test_enforce_restores_the_desired_state(gateway: GatewayProcess, emulator: E
     assert reconcile(client, start["id"])["sync"]["status"] == "in_sync"
     # the drift was reported once; the repair operation's own events say how it was resolved
     assert [e["type"] for e in events(client, start["id"]) if e["type"].startswith("drift")] == ["drift"]
+
+
+def test_an_activation_created_enforcing_is_repaired_without_a_change(
+    gateway: GatewayProcess, emulator: EmulatorServer
+) -> None:
+    # Contract §9: driftPolicy is settable on create as well as by PATCH.
+    _, start = activate(gateway, s3_request(driftPolicy="enforce"))
+    assert start["status"] == "succeeded" and start["driftPolicy"] == "enforce" and start["revision"] == 1
+    client = gateway.client()
+    edit_in_adobe(emulator, start["flow"]["id"], {"addSegments": [{"id": "their-audience"}]})
+
+    assert difference_kinds(reconcile(client, start["id"])) == ["audience-surplus"]
+    repair, *earlier = operations(client, start["id"])["items"]  # newest first
+    assert repair["kind"] == "update" and repair["revision"] == 1
+    assert [o["kind"] for o in earlier] == ["create"]
+    assert wait_operation(client, start["id"], repair["id"])["status"] == "succeeded"
+    repaired = get_activation(client, start["id"])
+    assert repaired["sync"]["status"] == "in_sync" and repaired["appliedRevision"] == 1
+    assert_flow_is(emulator, repaired)
+
+
+def test_a_create_with_an_unknown_drift_policy_is_refused(gateway: GatewayProcess, emulator: EmulatorServer) -> None:
+    error = refused(gateway, s3_request(driftPolicy="sometimes"))
+    assert error["path"] == "/driftPolicy" and "enforce" in error["message"], error
+    assert flow_service_requests(emulator) == [] or all(
+        c["method"] == "GET" for c in flow_service_requests(emulator)
+    ), "nothing written upstream"
 
 
 def test_enforce_enables_a_flow_disabled_in_adobe(gateway: GatewayProcess, emulator: EmulatorServer) -> None:

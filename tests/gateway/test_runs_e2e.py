@@ -175,7 +175,6 @@ def test_a_run_processing_past_the_threshold_is_reported_once(
         timeout=30,
     )
     assert len(delayed()) == 1
-    reported = [
-        line for line in client.get("/metrics").text.splitlines() if line.startswith("gateway_export_runs_delayed_total")
-    ]
+    metric = "gateway_export_runs_delayed_total"
+    reported = [line for line in client.get("/metrics").text.splitlines() if line.startswith(metric)]
     assert reported and float(reported[0].split()[-1]) == 1.0, reported

@@ -30,9 +30,9 @@ WITH new_key AS (
     RETURNING created_at
 ), new_activation AS (
     INSERT INTO activations (id, client_id, status, destination_name, sandbox, name, storage,
-                             credentials_ciphertext, segments, attributes, workflow_version)
+                             credentials_ciphertext, segments, attributes, workflow_version, drift_policy)
     SELECT %(id)s, %(client_id)s, 'pending', %(destination_name)s, %(sandbox)s, %(name)s, %(storage)s,
-           %(credentials)s, %(segments)s, %(attributes)s, %(workflow_version)s
+           %(credentials)s, %(segments)s, %(attributes)s, %(workflow_version)s, %(drift_policy)s
       FROM new_key
     RETURNING id
 ), new_steps AS (
@@ -100,6 +100,7 @@ class ActivationIntake:
             "attributes": Jsonb(new.attributes),
             "steps": list(new.step_names),
             "workflow_version": new.workflow_version,
+            "drift_policy": new.drift_policy,
         }
         for _ in range(3):
             inserted = await self._db.fetchone(_INSERT, params)
