@@ -95,8 +95,13 @@ class RunBook:
     _until: dict[str, int] = field(default_factory=dict)  # flow id → its runs exist up to this moment
     _scripts: dict[str, deque[Script]] = field(default_factory=dict)
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # A finished run's document never changes again: rendered once (every page of GET /runs filters
+    # the sandbox's whole list, so rendering each time made a page cost as much as all the runs).
+    # Shared, never mutated: pages and bodies only read them.
+    _finished_docs: dict[tuple[str, bool], JsonObject] = field(default_factory=dict)
 
     def reset(self) -> None:
+        self._finished_docs.clear()
         self._runs.clear()
         self._by_flow.clear()
         self._until.clear()
@@ -217,6 +222,15 @@ class RunBook:
     def render(self, run: Run, *, lower_case: bool) -> JsonObject:
         now = self.clock.now_ms()
         finished = run.finished(now)
+        if not finished:
+            return self._render(run, finished=False, lower_case=lower_case)
+        key = (run.id, lower_case)
+        doc = self._finished_docs.get(key)
+        if doc is None:
+            doc = self._finished_docs[key] = self._render(run, finished=True, lower_case=lower_case)
+        return doc
+
+    def _render(self, run: Run, *, finished: bool, lower_case: bool) -> JsonObject:
         status = "Processing" if not finished else ("Success" if run.outcome == "success" else "Failed")
         entities = []
         received = exported = skipped = 0

@@ -446,6 +446,16 @@ def test_retire_cancels_what_waits_in_the_queue(gateway: GatewayProcess, emulato
         assert cancelled["status"] == "failed"
         assert cancelled["error"]["type"] == PROBLEM + "operation-cancelled"
         assert [s["status"] for s in cancelled["steps"]] == ["pending", "pending"]
+        # it ended with its own event, as any operation does, before the retire's
+        ends = [e["data"] for e in events(client, activation_id) if e["type"] == "operation"]
+        of_resume = [d for d in ends if d["operationId"] == cancelled["id"]]
+        assert [d["status"] for d in of_resume] == ["pending", "failed"], ends
+        failed = of_resume[1]
+        assert failed["error"]["type"] == PROBLEM + "operation-cancelled"
+        assert failed["kind"] == "resume" and failed["revision"] == cancelled["revision"]
+        retire_id = operation_id(retired, activation_id)
+        retire_started = next(i for i, d in enumerate(ends) if d["operationId"] == retire_id)
+        assert ends.index(failed) < retire_started
         paused = wait_operation(client, activation_id, pause_id, timeout=10)
         assert paused["status"] in ENDED, "the operation in flight is not left running"
         retire = wait_operation(client, activation_id, operation_id(retired, activation_id))

@@ -98,7 +98,9 @@ SELECT pg_notify('{NOTIFY_CHANNEL}', CAST(%(id)s AS text))
 """
 
 # A rollback or retire that started or was recorded: its operation is running from now (the
-# compensation closes it, see saga_store), and whatever waited in the queue will never run.
+# compensation closes it, see saga_store), and whatever waited in the queue will never run. Each
+# cancelled operation ends with its `operation` event (failed, with the reason), as any other does,
+# before the teardown's own.
 RECORD_TEARDOWN_OPERATION = """
 WITH cancelled AS (
     UPDATE activation_operations
@@ -107,17 +109,24 @@ WITH cancelled AS (
                                       'title', 'Operation cancelled', 'status', 409,
                                       'detail', 'the activation is being torn down (' || CAST(%(kind)s AS text) || ')')
      WHERE activation_id = %(id)s AND status IN ('pending', 'running') AND kind NOT IN ('rollback', 'retire')
+ RETURNING id, kind, revision, error, seq
 ), new_operation AS (
     INSERT INTO activation_operations (id, activation_id, kind, workflow_version, status, revision, started_at)
     SELECT %(operation_id)s, a.id, %(kind)s, a.workflow_version, 'running', a.revision, now()
       FROM activations a WHERE a.id = %(id)s
 ), dequeued AS (
     UPDATE activations SET queued_operations = 0 WHERE id = %(id)s
-), recorded_event AS (
+), recorded_events AS (
     INSERT INTO activation_events (activation_id, type, step, data)
-    SELECT %(id)s, 'operation', NULL,
-           jsonb_build_object('operationId', CAST(%(operation_id)s AS text), 'kind', CAST(%(kind)s AS text),
-                              'status', 'running')
+    SELECT %(id)s, 'operation', NULL, data FROM (
+        SELECT seq AS ord, jsonb_build_object('operationId', CAST(id AS text), 'kind', kind, 'status', 'failed',
+                                              'revision', revision, 'error', error) AS data
+          FROM cancelled
+        UNION ALL
+        SELECT NULL, jsonb_build_object('operationId', CAST(%(operation_id)s AS text), 'kind', CAST(%(kind)s AS text),
+                                        'status', 'running')
+    ) AS e
+    ORDER BY e.ord NULLS LAST
 )
 SELECT 1
 """
