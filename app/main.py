@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.adapters.db.unavailable import DATABASE_UNAVAILABLE
-from app.api import activations, destinations, health, operations, runs, updates
+from app.api import activations, destinations, health, operations, runs, updates, webhooks
 from app.api.middleware import RequestContextMiddleware
 from app.api.openapi_doc import enrich
 from app.api.problems import Problem, install_problem_handlers
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, deployment: Deployment | None =
     app.include_router(operations.router)
     app.include_router(updates.router)
     app.include_router(runs.router)
+    app.include_router(webhooks.router)
     app.include_router(destinations.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -31,6 +31,7 @@ from app.adapters.db.run_store import RunStore
 from app.adapters.db.saga_store import SagaStore
 from app.adapters.db.statements import StatementPool
 from app.adapters.db.stats import newest_success_age, queue_stats, unrunnable_work
+from app.adapters.db.webhook_store import WebhookStore
 from app.adapters.flowservice import FlowServiceClient, TokenProvider, UpstreamCall
 from app.adapters.flowservice.client import build_http_client, build_transport, upstream_timeout
 from app.api.auth import ApiKeyRegistry
@@ -47,6 +48,7 @@ from app.services.dataflows import DataflowLimit
 from app.services.drift import Reconciler
 from app.services.operations import OperationService
 from app.services.runs import RunMirror, RunQueries
+from app.services.webhooks import WebhookService
 from app.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -320,6 +322,12 @@ class Runtime:
             lease_seconds=settings.background_lease_seconds,
         )
         self.run_queries = RunQueries(api_runs, on_demand_mirror)
+        self.webhooks = WebhookService(
+            WebhookStore(self.api_statements),
+            self.cipher,
+            allowed_hosts=settings.webhook_host_allow_list,
+            secret_overlap_seconds=settings.webhook_secret_overlap_seconds,
+        )
         self.reconciler = Reconciler(
             DriftStore(self.api_statements),
             api_runs,

@@ -73,6 +73,20 @@ class Settings(BaseSettings):
         ),
     )
 
+    webhook_allowed_hosts: str = Field(
+        default="",
+        description=(
+            "Comma-separated webhook receiver hosts (names, IP addresses, CIDR ranges) accepted although they are"
+            " loopback, link-local, private or special-purpose, or reached over plain http; empty refuses all of"
+            " those (contract §14)."
+        ),
+    )
+    webhook_secret_overlap_seconds: float = Field(
+        default=86400.0,
+        ge=0,
+        description="After POST /webhooks/{id}/rotate-secret, how long the previous secret still signs as well.",
+    )
+
     # --- callers and secrets -------------------------------------------------------------------
     api_keys: SecretStr | None = Field(default=None, description="Comma-separated client:sha256hex.")
     secrets_key: SecretStr | None = Field(default=None, description="Comma-separated Fernet keys.")
@@ -173,6 +187,16 @@ class Settings(BaseSettings):
     @cached_property
     def sftp_host_allow_list(self) -> HostAllowList:
         return HostAllowList.parse(self.sftp_allowed_hosts)
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _webhook_allowed_hosts(cls, value: str) -> str:
+        HostAllowList.parse(value)
+        return value
+
+    @cached_property
+    def webhook_host_allow_list(self) -> HostAllowList:
+        return HostAllowList.parse(self.webhook_allowed_hosts)
 
     @property
     def development(self) -> bool:

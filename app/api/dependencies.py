@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from app.services.drift import Reconciler
     from app.services.operations import OperationService
     from app.services.runs import RunQueries
+    from app.services.webhooks import WebhookService
 
 
 async def activation_service(request: Request) -> ActivationService:
@@ -52,6 +53,11 @@ async def reconciler(request: Request) -> Reconciler:
     return service
 
 
+async def webhook_service(request: Request) -> WebhookService:
+    service: WebhookService = request.app.state.runtime.webhooks
+    return service
+
+
 async def destination_check(request: Request) -> DestinationCheck:
     check: DestinationCheck = request.app.state.runtime.destinations
     return check
@@ -65,3 +71,4 @@ Watcher = Annotated["Notifications", Depends(notifications)]
 Runs = Annotated["RunQueries", Depends(run_queries)]
 Reconcile = Annotated["Reconciler", Depends(reconciler)]
 Destinations = Annotated["DestinationCheck", Depends(destination_check)]
+Webhooks = Annotated["WebhookService", Depends(webhook_service)]

@@ -24,6 +24,7 @@ TABLES = {
     "activation_runs",
     "cycle_watermarks",
     "background_leases",
+    "webhook_subscriptions",
 }
 
 

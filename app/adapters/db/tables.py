@@ -239,3 +239,23 @@ background_leases = Table(
     Column("epoch", BigInteger, nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
+
+
+# Contract §14: a client's webhook subscriptions. The signing secret is kept only encrypted (the
+# credentials' cipher); after a rotation the previous one signs too until previous_secret_until.
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("client_id", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("events", JSONB, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("secret_ciphertext", Text, nullable=False),
+    Column("previous_secret_ciphertext", Text, nullable=True),
+    Column("previous_secret_until", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Index("ix_webhook_subscriptions_client", "client_id", "created_at"),
+)
