@@ -178,21 +178,15 @@ class Settings(BaseSettings):
             return frozenset({self.adobe_sandbox})
         return frozenset(s.strip() for s in self.allowed_sandboxes.split(",") if s.strip())
 
-    @field_validator("sftp_allowed_hosts")
+    @field_validator("sftp_allowed_hosts", "webhook_allowed_hosts")
     @classmethod
-    def _sftp_allowed_hosts(cls, value: str) -> str:
+    def _allowed_hosts(cls, value: str) -> str:
         HostAllowList.parse(value)  # a bad entry stops the process at startup, not a request later
         return value
 
     @cached_property
     def sftp_host_allow_list(self) -> HostAllowList:
         return HostAllowList.parse(self.sftp_allowed_hosts)
-
-    @field_validator("webhook_allowed_hosts")
-    @classmethod
-    def _webhook_allowed_hosts(cls, value: str) -> str:
-        HostAllowList.parse(value)
-        return value
 
     @cached_property
     def webhook_host_allow_list(self) -> HostAllowList:

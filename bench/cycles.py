@@ -2,12 +2,12 @@
 reconcile cycle (contract §12, §13) at growing numbers of live activations.
 
 The activations are created through a real gateway against the emulator (no latency while they are
-made), which is then stopped; the cycles then run in this process on the gateway's own code (app.runtime, with the
-worker off), against the same database and emulator with the emulated latency per call, each one
-after the other with its lease freed first. Upstream calls are counted from the emulator's request
-history. Two mirroring figures: the first cycle after the emulator's clock moved a day on (every
-flow has runs to read, when the emulator makes runs) and a steady one right after (what each
-cycle costs while nothing new ran).
+made), which is then stopped; the cycles then run in this process on the gateway's own code
+(app.runtime, with the worker off), against the same database and emulator with the emulated
+latency per call, each one after the other with its lease freed first. Upstream calls are counted
+from the emulator's request history. Two mirroring figures: the first cycle after the emulator's
+clock moved a day on (every flow has runs to read, when the emulator makes runs) and a steady one
+right after (what each cycle costs while nothing new ran).
 """
 
 from __future__ import annotations

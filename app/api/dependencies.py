@@ -6,7 +6,8 @@ was a sixth of the API's CPU and most of its tail latency), where these only rea
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -23,52 +24,22 @@ if TYPE_CHECKING:
     from app.services.webhooks import WebhookService
 
 
-async def activation_service(request: Request) -> ActivationService:
-    service: ActivationService = request.app.state.runtime.activations
-    return service
+def _from_runtime(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """The dependency that hands a route the runtime's ``name`` (its type is the Annotated one)."""
 
+    async def provide(request: Request) -> Any:
+        return getattr(request.app.state.runtime, name)
 
-async def activation_repository(request: Request) -> ActivationRepository:
-    repository: ActivationRepository = request.app.state.runtime.repository
-    return repository
-
-
-async def operation_service(request: Request) -> OperationService:
-    service: OperationService = request.app.state.runtime.operations
-    return service
-
-
-async def notifications(request: Request) -> Notifications:
-    watcher: Notifications = request.app.state.runtime.notifications
-    return watcher
-
-
-async def run_queries(request: Request) -> RunQueries:
-    queries: RunQueries = request.app.state.runtime.run_queries
-    return queries
-
-
-async def reconciler(request: Request) -> Reconciler:
-    service: Reconciler = request.app.state.runtime.reconciler
-    return service
-
-
-async def webhook_service(request: Request) -> WebhookService:
-    service: WebhookService = request.app.state.runtime.webhooks
-    return service
-
-
-async def destination_check(request: Request) -> DestinationCheck:
-    check: DestinationCheck = request.app.state.runtime.destinations
-    return check
+    provide.__name__ = name
+    return provide
 
 
 Client = Annotated[str, Depends(current_client)]
-Activations = Annotated["ActivationService", Depends(activation_service)]
-Repository = Annotated["ActivationRepository", Depends(activation_repository)]
-Operations = Annotated["OperationService", Depends(operation_service)]
-Watcher = Annotated["Notifications", Depends(notifications)]
-Runs = Annotated["RunQueries", Depends(run_queries)]
-Reconcile = Annotated["Reconciler", Depends(reconciler)]
-Destinations = Annotated["DestinationCheck", Depends(destination_check)]
-Webhooks = Annotated["WebhookService", Depends(webhook_service)]
+Activations = Annotated["ActivationService", Depends(_from_runtime("activations"))]
+Repository = Annotated["ActivationRepository", Depends(_from_runtime("repository"))]
+Operations = Annotated["OperationService", Depends(_from_runtime("operations"))]
+Watcher = Annotated["Notifications", Depends(_from_runtime("notifications"))]
+Runs = Annotated["RunQueries", Depends(_from_runtime("run_queries"))]
+Reconcile = Annotated["Reconciler", Depends(_from_runtime("reconciler"))]
+Destinations = Annotated["DestinationCheck", Depends(_from_runtime("destinations"))]
+Webhooks = Annotated["WebhookService", Depends(_from_runtime("webhooks"))]

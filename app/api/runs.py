@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
@@ -23,9 +23,6 @@ from .operations import (
 )
 from .problems import problem_responses
 from .schemas import ActivationOut, ExportRequest, RunList, RunOut
-
-if TYPE_CHECKING:
-    pass
 
 router = APIRouter(tags=["activations"])
 

@@ -32,14 +32,14 @@ def parse_sftp_host(value: str) -> str:
     """A host name or IP address as Adobe is to get it. An IPv6 address may be given bare or in one
     pair of brackets and is returned bare; brackets around anything else are refused."""
     if value.startswith("[") and value.endswith("]"):
-        if not isinstance(_ip_literal(value[1:-1]), ipaddress.IPv6Address):
+        if not isinstance(ip_literal(value[1:-1]), ipaddress.IPv6Address):
             raise ValueError("brackets are only allowed as one pair around an IPv6 address")
         return value[1:-1]
     if "[" in value or "]" in value:
         raise ValueError("brackets are only allowed as one pair around an IPv6 address")
     if "://" in value or "/" in value or "@" in value:
         raise ValueError("must be a hostname or IP address without scheme, user or path")
-    if _ip_literal(value) is not None:
+    if ip_literal(value) is not None:
         return value
     labels = value.removesuffix(".").split(".")
     if not all(_HOSTNAME_LABEL.fullmatch(label) for label in labels) or _NUMERIC_LABEL.fullmatch(labels[-1]):
@@ -48,7 +48,7 @@ def parse_sftp_host(value: str) -> str:
     return value
 
 
-def _ip_literal(text: str) -> IpAddress | None:
+def ip_literal(text: str) -> IpAddress | None:
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
@@ -73,7 +73,7 @@ def internal_host_kind(host: str) -> str | None:
     """What makes ``host`` (as parse_sftp_host returns it) lead into the network of whoever connects,
     or None. DNS names are not resolved (Adobe resolves them): only names that are local by
     definition count, and a public name may still resolve to a private address."""
-    address = _ip_literal(host)
+    address = ip_literal(host)
     if address is None:
         name = host.removesuffix(".").lower()
         if name == "localhost" or name.endswith(".localhost"):  # RFC 6761
@@ -126,7 +126,7 @@ class HostAllowList:
                 host = parse_sftp_host(entry)  # a name, or a bracketed IPv6 address
             except ValueError:
                 raise ValueError(f"{entry!r} is neither a host name nor an IP address or CIDR range") from None
-            address = _ip_literal(host)
+            address = ip_literal(host)
             if address is None:
                 names.add(host.removesuffix(".").lower())
             else:
@@ -134,7 +134,7 @@ class HostAllowList:
         return cls(frozenset(names), tuple(networks))
 
     def allows(self, host: str) -> bool:
-        address = _ip_literal(host)
+        address = ip_literal(host)
         if address is None:
             return host.removesuffix(".").lower() in self.names
         candidates = [address, _embedded_ipv4(address)]

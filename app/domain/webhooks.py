@@ -10,12 +10,11 @@ any of them may be the one a connection uses."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .sftp_hosts import HostAllowList, internal_host_kind
+from .sftp_hosts import HostAllowList, internal_host_kind, ip_literal
 
 WEBHOOK_HOSTS_SETTING = "WEBHOOK_ALLOWED_HOSTS"
 
@@ -94,7 +93,7 @@ def address_refusal(receiver: ReceiverUrl, addresses: Sequence[str], allowed: Ho
     if allowed.allows(receiver.host):
         return None
     kind = internal_host_kind(receiver.host)
-    if kind is not None and _ip(receiver.host) is None:  # a local name, whatever it resolves to
+    if kind is not None and ip_literal(receiver.host) is None:  # a local name, whatever it resolves to
         return f"is {kind}; {WEBHOOK_HOSTS_SETTING} can allow it"
     if not addresses:
         return "does not resolve to any address"
@@ -104,10 +103,3 @@ def address_refusal(receiver: ReceiverUrl, addresses: Sequence[str], allowed: Ho
             shown = "" if address == receiver.host else f" ({receiver.host} resolves to {address})"
             return f"is {kind}{shown}; {WEBHOOK_HOSTS_SETTING} can allow it"
     return None
-
-
-def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None

@@ -24,7 +24,7 @@ from app.domain.sftp_hosts import HostAllowList, sftp_host_refusal
 from app.domain.workflows import Workflow
 
 from .dataflows import DataflowLimit
-from .problems import ServiceProblem
+from .problems import ServiceProblem, invalid
 
 if TYPE_CHECKING:
     from app.adapters.db.intake import ActivationIntake, IdempotentInsert
@@ -95,12 +95,6 @@ def storage_kind(storage: dict[str, Any]) -> tuple[str, str | None]:
     return "sftp", "password" if storage.get("password") is not None else "sshKey"
 
 
-def _invalid(errors: list[tuple[str, str]]) -> ServiceProblem:
-    return ServiceProblem(
-        422, "validation-error", "Invalid request", f"{len(errors)} field(s) failed validation", errors=errors
-    )
-
-
 def _refusal_pointer(refusal: Refusal, sftp_auth: str | None) -> tuple[str, str]:
     """The catalog's refusal as a field error of the request."""
     path = {"destination": "/destination", "storage": "/storage/type"}.get(refusal.field, f"/storage/{sftp_auth}")
@@ -160,7 +154,7 @@ class ActivationService:
         """Accept the activation under its key (or answer the key's first answer again)."""
         unsupported = await self.catalog_refusal(command)
         if unsupported is not None:
-            return await self._refused(command, _invalid([unsupported]))
+            return await self._refused(command, invalid([unsupported]))
         sandbox = self._sandbox(command)
         over_limit = await self._dataflows.reserve(sandbox)
         if over_limit is not None:
@@ -207,7 +201,7 @@ class ActivationService:
                 headers={"Retry-After": _CATALOG_RETRY_AFTER_SECONDS},
             ) from None
         if isinstance(found, Refusal):
-            raise _invalid([_refusal_pointer(found, sftp_auth)])
+            raise invalid([_refusal_pointer(found, sftp_auth)])
         over_limit = await self._dataflows.refusal(self._sandbox(command))
         if over_limit is not None:
             raise over_limit

@@ -23,3 +23,10 @@ class ServiceProblem(Exception):
         self.detail = detail
         self.errors = list(errors)  # (JSON pointer, message) of each field that failed validation
         self.headers = headers or {}
+
+
+def invalid(errors: Sequence[tuple[str, str]]) -> ServiceProblem:
+    """The 422 of a request whose fields failed the rules: (JSON pointer, message) each."""
+    return ServiceProblem(
+        422, "validation-error", "Invalid request", f"{len(errors)} field(s) failed validation", errors=errors
+    )

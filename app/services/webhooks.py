@@ -18,7 +18,7 @@ from app.domain.sftp_hosts import HostAllowList
 from app.domain.webhooks import MAX_EVENT_PATTERNS, address_refusal, parse_receiver_url, pattern_refusal
 from app.domain.webhooks_model import NewSubscription, Subscription, SubscriptionChange
 
-from .problems import ServiceProblem
+from .problems import ServiceProblem, invalid
 
 if TYPE_CHECKING:
     from app.adapters.db.webhook_store import WebhookStore
@@ -38,12 +38,6 @@ async def system_resolver(host: str, port: int) -> list[str]:
 
 def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(_SECRET_BYTES)).decode()
-
-
-def _invalid(errors: list[tuple[str, str]]) -> ServiceProblem:
-    return ServiceProblem(
-        422, "validation-error", "Invalid request", f"{len(errors)} field(s) failed validation", errors=errors
-    )
 
 
 def _not_found(subscription_id: uuid.UUID) -> ServiceProblem:
@@ -72,7 +66,7 @@ class WebhookService:
         """The new subscription and its signing secret (shown this once)."""
         errors = [*await self._url_errors(url), *_event_errors(events)]
         if errors:
-            raise _invalid(errors)
+            raise invalid(errors)
         secret = new_secret()
         created = await self._store.insert(
             NewSubscription(
@@ -96,12 +90,12 @@ class WebhookService:
         return found
 
     async def update(self, subscription_id: uuid.UUID, client_id: str, change: SubscriptionChange) -> Subscription:
-        errors = [*(await self._url_errors(change.url) if change.url is not None else [])]
+        errors = await self._url_errors(change.url) if change.url is not None else []
         if change.events is not None:
             errors.extend(_event_errors(change.events))
         if errors:
             await self.get(subscription_id, client_id)  # another client's id is a 404, not a 422
-            raise _invalid(errors)
+            raise invalid(errors)
         updated = await self._store.update(subscription_id, client_id, change)
         if updated is None:
             raise _not_found(subscription_id)

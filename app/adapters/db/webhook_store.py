@@ -4,7 +4,6 @@ API's statement pool. A client never reads or changes another's: every statement
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -31,7 +30,7 @@ GET_SUBSCRIPTION = f"""
 SELECT {_COLUMNS} FROM webhook_subscriptions WHERE id = %(id)s AND client_id = %(client_id)s
 """
 
-# A member not named in %(change)s keeps its value; description may be set to null.
+# A member given as null keeps its value, but for description, which %(set_description)s sets (to null too).
 UPDATE_SUBSCRIPTION = f"""
 UPDATE webhook_subscriptions
    SET url = coalesce(%(url)s, url),
@@ -117,7 +116,6 @@ class WebhookStore:
 
 
 def _subscription(row: dict[str, Any]) -> Subscription:
-    previous_until: datetime | None = row["previous_secret_until"]
     return Subscription(
         id=row["id"],
         client_id=row["client_id"],
@@ -127,5 +125,5 @@ def _subscription(row: dict[str, Any]) -> Subscription:
         enabled=row["enabled"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
-        previous_secret_until=previous_until,
+        previous_secret_until=row["previous_secret_until"],
     )
