@@ -20,8 +20,10 @@ from tests.security.support import add_latency
 from tests.support.gateway import GatewayProcess
 from tests.support.payloads import new_key, s3_request
 
-# The saga store's step writes start with this CTE; lease renewals with this assignment.
+# The saga store's step writes start with this CTE; lease renewals with this assignment; the write
+# that ends a run (COMPLETE_RUN) locks the row first to decide whether it completes.
 STEP_WRITE = "%fence AS%"
+RUN_COMPLETION = "%AS completes%FOR UPDATE%"
 RENEWAL = "%lease_expires_at = CASE%"
 
 
@@ -51,7 +53,10 @@ def test_a_rollback_whose_write_lands_just_after_the_last_steps_write_still_wins
     """Forced interleaving: the test holds the activation's row lock while the last step's write
     queues on it, then lets the rollback request read the activation (still running) and queue
     behind that write. The write commits `succeeded` first; the request must then still act."""
-    gateway = start_gateway()
+    # The lease outlasts the held row lock: renewals queue behind it too, and an expired lease could
+    # be claimed anew the moment the lock is free, ahead of the queued write (which would then lose
+    # its fence and never complete): not the interleaving this test forces.
+    gateway = start_gateway(LEASE_SECONDS="30")
     add_latency(emulator, method="GET", path="/flows/*", fixedMs=1500)  # verify_flow's read
     with gateway.client() as client:
         activation_id = post(client)
@@ -63,7 +68,7 @@ def test_a_rollback_whose_write_lands_just_after_the_last_steps_write_still_wins
         with psycopg.connect(isolated_database) as blocker:  # a transaction, until the block ends
             blocker.execute("SELECT 1 FROM activations WHERE id = %s FOR UPDATE", (activation_id,))
             # The last step's write (verify_flow's success, which ends the run) queues first...
-            wait_for(lambda: {"n": lock_waiters(isolated_database, like=STEP_WRITE)}, lambda r: r["n"] >= 1)
+            wait_for(lambda: {"n": lock_waiters(isolated_database, like=RUN_COMPLETION)}, lambda r: r["n"] >= 1)
 
             def request_rollback() -> None:
                 with gateway.client() as other:
